@@ -1,0 +1,236 @@
+"""The contract every driver plug-in follows: IM (monitor a host), VMM (run a VM on a host) and
+TM (prepare and clean a VM's disks on a host).
+
+Plug-ins are found by entry-point name in the groups ``oneserver.im``, ``oneserver.vmm`` and
+``oneserver.tm``; the name is the one a host is created with (``onehost create h1 --im lxc
+--vm lxc``) or a system datastore's ``TM_MAD``. A third party ships a package that declares those
+entry points and never touches core code.
+
+Vocabulary: *vm_id* is OpenNebula's integer id; *deploy_id* is the hypervisor's name for the
+domain (``one-<vm_id>`` for LXC). A deploy_id never leaves the driver except through the values
+returned here, which the core stores and hands back.
+
+Every call runs in the core process, on a worker thread of the driver's pool, never in an API
+worker. The core runs at most one call per VM at a time, in the order the operations were
+queued. A call that fails raises :class:`DriverError` with a message meant for the VM's
+``USER_TEMPLATE/ERROR``; after a failure the host must be left as the docstring says.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+
+class DriverError(Exception):
+    """A driver call failed. ``str(error)`` is shown to the user."""
+
+
+class HostUnreachable(DriverError):
+    """The host could not be reached at all (not the same as a failed action on it)."""
+
+
+class Capability(enum.Enum):
+    """What a VMM driver can do. The API refuses an action whose capability is missing with
+    OpenNebula's ``ACTION`` error, before anything is changed."""
+
+    SHUTDOWN = "shutdown"            # graceful stop (terminate, poweroff, undeploy)
+    CANCEL = "cancel"                # hard stop (-hard variants)
+    REBOOT = "reboot"
+    RESET = "reset"                  # reboot-hard
+    SUSPEND = "suspend"              # suspend/resume keeping memory (LXC: freezer)
+    SAVE = "save"                    # checkpoint to disk (stop)
+    MIGRATE_COLD = "migrate"
+    MIGRATE_LIVE = "migrate-live"
+    RESIZE_LIVE = "resize-live"      # change CPU/memory of a running VM
+    POWEROFF_KEEPS_DISKS = "poweroff"
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """The host a call targets, as the core knows it."""
+
+    id: int
+    name: str
+    # Host TEMPLATE plus the cluster's template (host values win); e.g. a per-host libvirt URI.
+    template: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One DISK of a VM after the core resolved it."""
+
+    disk_id: int
+    source: str                      # path to a rootfs tarball/directory, or an image's source
+    target: str = "/"                # mount point inside the container
+    type: str = "FILE"
+    readonly: bool = False
+    size_mb: int | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    nic_id: int
+    bridge: str | None = None
+    mac: str | None = None
+    ip: str | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """Everything a driver needs to run one VM. Built by the core from the VM's TEMPLATE merged
+    with the ``vmm_exec_<driver>.conf`` defaults; drivers must not read the database."""
+
+    id: int
+    name: str
+    cpu: float                       # share of a physical CPU (CPU=0.5 is half a core)
+    vcpu: int
+    memory_mb: int
+    disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    # The whole VM TEMPLATE as nested mappings (vector attributes are lists of mappings),
+    # for attributes a driver reads on its own (INIT, RAW, CONTEXT…).
+    template: Mapping[str, Any] = field(default_factory=dict)
+    deploy_id: str | None = None     # set once deployed
+    vm_dir: str | None = None        # per-VM directory on the host (set by the TM)
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    """One VM as the host reports it."""
+
+    deploy_id: str
+    state: str                       # RUNNING, POWEROFF, SUSPENDED, UNKNOWN (monitord names)
+    vm_id: int | None = None         # None: not ours (a wild VM)
+    cpu: float = 0.0                 # % of one CPU
+    memory_kb: int = 0
+    netrx: int = 0
+    nettx: int = 0
+
+
+@dataclass(frozen=True)
+class HostMonitor:
+    """One monitoring sample of a host. Units follow OpenNebula: CPU in % of one core (4 cores =
+    400), memory in KB, disk in MB."""
+
+    total_cpu: int
+    total_mem_kb: int
+    used_cpu: int = 0
+    used_mem_kb: int = 0
+    free_disk_mb: int = 0
+    total_disk_mb: int = 0
+    used_disk_mb: int = 0
+    netrx: int = 0
+    nettx: int = 0
+    # Informative attributes merged into the host TEMPLATE (HYPERVISOR, VERSION, ARCH, MODELNAME,
+    # CPUSPEED, HOSTNAME…).
+    info: Mapping[str, str] = field(default_factory=dict)
+    vms: tuple[VMStatus, ...] = ()
+
+
+class IMDriver(abc.ABC):
+    """Monitors hosts."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    def monitor(self, host: HostRef) -> HostMonitor:
+        """Sample the host. Raises :class:`HostUnreachable` when the host does not answer (the
+        core then turns it ERROR and its VMs UNKNOWN). Must not change anything on the host."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Called when the core stops."""
+
+
+class VMMDriver(abc.ABC):
+    """Runs VMs on hosts."""
+
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    def deploy(self, host: HostRef, vm: VMSpec) -> str:
+        """Create and start the VM; return its deploy_id. After success the VM is running on
+        the host. On failure nothing of the VM remains defined on the host (its disks are the
+        TM's business)."""
+
+    @abc.abstractmethod
+    def shutdown(self, host: HostRef, vm: VMSpec, timeout: float) -> None:
+        """Ask the guest to stop and wait up to ``timeout`` seconds, then stop it hard. After
+        success the VM no longer runs and its domain is gone from the host."""
+
+    @abc.abstractmethod
+    def cancel(self, host: HostRef, vm: VMSpec) -> None:
+        """Stop the VM at once. After success its domain is gone. Succeeds if it is already
+        gone (so a retried cancel never fails on its own earlier success)."""
+
+    def reboot(self, host: HostRef, vm: VMSpec) -> None:
+        """Restart the guest gracefully; after success it runs again."""
+        raise DriverError("reboot is not supported by this driver")
+
+    def reset(self, host: HostRef, vm: VMSpec) -> None:
+        """Restart the guest hard; after success it runs again."""
+        raise DriverError("reset is not supported by this driver")
+
+    def suspend(self, host: HostRef, vm: VMSpec) -> None:
+        """Pause the guest keeping its memory; after success it is SUSPENDED on the host."""
+        raise DriverError("suspend is not supported by this driver")
+
+    def resume(self, host: HostRef, vm: VMSpec) -> None:
+        """Undo :meth:`suspend`; after success it runs again."""
+        raise DriverError("resume is not supported by this driver")
+
+    def resize(self, host: HostRef, vm: VMSpec) -> None:
+        """Apply ``vm.cpu``/``vm.vcpu``/``vm.memory_mb`` to the running VM."""
+        raise DriverError("live resize is not supported by this driver")
+
+    @abc.abstractmethod
+    def poll(self, host: HostRef, vm: VMSpec) -> VMStatus:
+        """Report one VM's state. A VM that is gone reports state POWEROFF."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Called when the core stops."""
+
+
+class TMDriver(abc.ABC):
+    """Moves a VM's disks to and from a host."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    def prolog(self, host: HostRef, vm: VMSpec) -> str:
+        """Put every disk of the VM in place on the host; return the VM's directory there.
+        On failure whatever was copied is removed."""
+
+    @abc.abstractmethod
+    def epilog(self, host: HostRef, vm: VMSpec, keep_disks: bool = False) -> None:
+        """Remove the VM's directory from the host (or, with ``keep_disks``, leave the disks for
+        a later resume on the same host). Called only after the domain is gone. Succeeds if
+        nothing is left to remove."""
+
+
+GROUPS = {"im": "oneserver.im", "vmm": "oneserver.vmm", "tm": "oneserver.tm"}
+
+
+def load(kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """Instantiate the driver plug-in ``name`` of ``kind`` (im, vmm or tm)."""
+    found = entry_points(group=GROUPS[kind], name=name)
+    if not found:
+        raise DriverError(f"no {kind} driver named {name!r}")
+    cls = next(iter(found)).load()
+    return cls(options)
+
+
+def available(kind: str) -> list[str]:
+    """Names of the installed drivers of one kind."""
+    return sorted(ep.name for ep in entry_points(group=GROUPS[kind]))
