@@ -1,0 +1,147 @@
+"""The XML-RPC method table: each method declares its parameter types, the trailing ones being
+optional as in oned, and gets a :class:`Context` with the authenticated caller."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from oneserver import db
+from oneserver.acl import Caller, Rule, Target, allowed
+from oneserver.errors import AUTH_FAILED, AUTHENTICATION, Fault, OneError, not_authorized
+from oneserver.store import KINDS
+from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, INT_MAX, INT_MIN
+
+log = logging.getLogger(__name__)
+
+TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "i": (lambda v: type(v) is int and INT_MIN <= v <= INT_MAX, "integer"),
+    "s": (lambda v: type(v) is str, "string"),
+    "b": (lambda v: type(v) is bool, "boolean"),
+    "A": (lambda v: type(v) is list, "array"),
+}
+
+
+@dataclass
+class Context:
+    method: str
+    caller: Caller
+    _rules: list[Rule] | None = field(default=None, repr=False)
+
+    def rules(self) -> list[Rule]:
+        if self._rules is None:
+            self._rules = [
+                Rule(r.oid, r.user, r.resource, r.rights, r.zone) for r in db.Acl.select()
+            ]
+        return self._rules
+
+    def check(self, target: Target, right: int) -> None:
+        """AUTHORIZATION unless the caller holds ``right`` on ``target``."""
+        if self.caller.is_admin:
+            return
+        if not allowed(self.caller, target, right, self.rules()):
+            raise not_authorized(self.caller.uid, KINDS[target.kind].obj_name, target.oid)
+
+    def may(self, target: Target, right: int) -> bool:
+        return self.caller.is_admin or allowed(self.caller, target, right, self.rules())
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    sig: str
+    defaults: tuple[Any, ...]
+    handler: Callable[..., int | str]
+    authenticate: bool = True
+
+
+METHODS: dict[str, Method] = {}
+
+
+def api(name: str, sig: str = "", defaults: tuple[Any, ...] = (), authenticate: bool = True
+        ) -> Callable[[Callable[..., int | str]], Callable[..., int | str]]:
+    """Register ``handler(ctx, *params)`` as XML-RPC method ``name``. ``sig`` lists the types of
+    the parameters after the session (i, s, b, A); the last ``len(defaults)`` are optional."""
+
+    def register(handler: Callable[..., int | str]) -> Callable[..., int | str]:
+        METHODS[name] = Method(name, sig, defaults, handler, authenticate)
+        return handler
+
+    return register
+
+
+def hash_password(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def authenticate(session: str) -> Caller:
+    user, sep, secret = session.partition(":")
+    if not sep or not user:
+        raise OneError(AUTHENTICATION, AUTH_FAILED)
+    row = (
+        db.User.select(db.User.oid, db.User.gid, db.User.password, db.User.enabled,
+                       db.User.groups, db.User.doc)
+        .where(db.User.name == user).first()
+    )
+    if row is None or not row.enabled:
+        raise OneError(AUTHENTICATION, AUTH_FAILED)
+    gid = row.gid
+    if hash_password(secret) != row.password:
+        token = _valid_token(row.doc, secret)
+        if token is None:
+            raise OneError(AUTHENTICATION, AUTH_FAILED)
+        if token.get("egid", -1) >= 0:
+            gid = token["egid"]
+    groups = frozenset(int(g) for g in row.groups.split(",") if g)
+    gname = db.Group.select(db.Group.name).where(db.Group.oid == gid).scalar() or ""
+    return Caller(row.oid, gid, user, gname, groups)
+
+
+def _valid_token(doc: dict[str, Any], secret: str) -> dict[str, Any] | None:
+    now = time.time()
+    for token in doc.get("tokens", []):
+        if token["token"] == secret and (token["expiration"] < 0 or token["expiration"] > now):
+            return token
+    return None
+
+
+def check_params(m: Method, params: tuple[Any, ...]) -> list[Any]:
+    """Apply oned's (xmlrpc-c's) rules: wrong type or too few → fault; extra ones ignored."""
+    required = len(m.sig) - len(m.defaults)
+    if len(params) < required:
+        raise Fault(FAULT_TYPE, f"Not enough parameters: {m.name} takes at least "
+                                f"{required + 1}, got {len(params) + 1}")
+    values = []
+    for i, kind in enumerate(m.sig):
+        if i >= len(params):
+            values.append(m.defaults[i - required])
+            continue
+        ok, type_name = TYPE_CHECKS[kind]
+        if not ok(params[i]):
+            raise Fault(FAULT_TYPE, f"Type mismatch: parameter {i + 2} of {m.name} must be "
+                                    f"{'a 32-bit ' if kind == 'i' else 'a '}{type_name}")
+        values.append(params[i])
+    return values
+
+
+def dispatch(name: str, params: tuple[Any, ...]) -> int | str:
+    """Run one call. Raises OneError (a failure array) or Fault (an XML-RPC fault)."""
+    m = METHODS.get(name)
+    if m is None:
+        raise Fault(FAULT_NO_METHOD, f"Method '{name}' not defined")
+    if not params or type(params[0]) is not str:
+        raise Fault(FAULT_TYPE, f"Type mismatch: parameter 1 of {name} must be the session string")
+    values = check_params(m, params[1:])
+    caller = authenticate(params[0]) if m.authenticate else Caller(-1, -1, "", "")
+    return m.handler(Context(name, caller), *values)
+
+
+def load_all() -> None:
+    """Import the modules that register methods."""
+    from oneserver.api import (  # noqa: F401
+        cluster, datastore, host, identity, system, vm, vmpool, vmtemplate,
+    )

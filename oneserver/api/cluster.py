@@ -1,0 +1,120 @@
+"""``one.cluster.*`` and ``one.clusterpool.*``."""
+
+from __future__ import annotations
+
+from oneserver import db, store
+from oneserver.acl import ADMIN, CREATE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.documents import pool
+from oneserver.errors import ACTION, ALLOCATE, OneError
+
+
+@api("one.cluster.allocate", "s")
+def cluster_allocate(ctx: Context, name: str) -> int:
+    ctx.check(Target("cluster"), CREATE)
+    c.valid_name(name)
+    with db.write_transaction():
+        taken = store.name_taken("cluster", name)
+        if taken is not None:
+            raise OneError(ALLOCATE, f"Error allocating a new cluster. NAME is already taken "
+                                     f"by CLUSTER {taken}.")
+        oid = db.next_oid("cluster_pool")
+        store.insert("cluster", {"id": oid, "name": name, "hosts": [], "datastores": [],
+                                 "vnets": [], "template": []})
+    return oid
+
+
+@api("one.cluster.delete", "i")
+def cluster_delete(ctx: Context, oid: int) -> int:
+    with db.write_transaction():
+        cl = store.load("cluster", oid, for_update=True)
+        ctx.check(Target("cluster", oid), ADMIN)
+        if cl["hosts"] or cl["datastores"] or cl["vnets"]:
+            raise OneError(ACTION, "Cannot delete cluster. Cluster has hosts, datastores or "
+                                   "networks", oid)
+        store.delete("cluster", oid)
+    return oid
+
+
+@api("one.cluster.update", "isi", (0,))
+def cluster_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    return c.update(ctx, "cluster", oid, text, mode)
+
+
+@api("one.cluster.rename", "is")
+def cluster_rename(ctx: Context, oid: int, name: str) -> int:
+    result = c.rename(ctx, "cluster", oid, name, unique_per_owner=False)
+    with db.write_transaction():
+        for hid in store.load("cluster", oid)["hosts"]:
+            host = store.load("host", hid, for_update=True)
+            host["cluster"] = name
+            store.save("host", host)
+    return result
+
+
+@api("one.cluster.info", "ib", (False,))
+def cluster_info(ctx: Context, oid: int, decrypt: bool) -> str:
+    return c.info(ctx, "cluster", oid)
+
+
+@api("one.clusterpool.info")
+def clusterpool_info(ctx: Context) -> str:
+    return pool("CLUSTER_POOL", c.pool_rows(ctx, "cluster", -2, -1, -1))
+
+
+def _move_host(ctx: Context, cid: int, hid: int, to_default: bool) -> int:
+    with db.write_transaction():
+        target = store.load("cluster", 0 if to_default else cid, for_update=True)
+        ctx.check(Target("cluster", target["id"]), ADMIN)
+        host = store.load("host", hid, for_update=True)
+        if to_default and host["cluster_id"] != cid:
+            raise OneError(ACTION, f"Host {hid} is not in cluster {cid}", cid)
+        old = store.load("cluster", host["cluster_id"], for_update=True)
+        if hid in old["hosts"]:
+            old["hosts"].remove(hid)
+            store.save("cluster", old)
+        target = store.load("cluster", target["id"], for_update=True)
+        target["hosts"].append(hid)
+        store.save("cluster", target)
+        host["cluster_id"], host["cluster"] = target["id"], target["name"]
+        store.save("host", host)
+    return cid
+
+
+@api("one.cluster.addhost", "ii")
+def cluster_addhost(ctx: Context, cid: int, hid: int) -> int:
+    return _move_host(ctx, cid, hid, to_default=False)
+
+
+@api("one.cluster.delhost", "ii")
+def cluster_delhost(ctx: Context, cid: int, hid: int) -> int:
+    return _move_host(ctx, cid, hid, to_default=True)
+
+
+def _datastore_membership(ctx: Context, cid: int, ds_id: int, add: bool) -> int:
+    with db.write_transaction():
+        cl = store.load("cluster", cid, for_update=True)
+        ctx.check(Target("cluster", cid), ADMIN)
+        ds = store.load("datastore", ds_id, for_update=True)
+        if add and ds_id not in cl["datastores"]:
+            cl["datastores"].append(ds_id)
+            ds["clusters"].append(cid)
+        elif not add:
+            if ds_id not in cl["datastores"]:
+                raise OneError(ACTION, f"Datastore {ds_id} is not in cluster {cid}", cid)
+            cl["datastores"].remove(ds_id)
+            ds["clusters"].remove(cid)
+        store.save("cluster", cl)
+        store.save("datastore", ds)
+    return cid
+
+
+@api("one.cluster.adddatastore", "ii")
+def cluster_adddatastore(ctx: Context, cid: int, ds_id: int) -> int:
+    return _datastore_membership(ctx, cid, ds_id, add=True)
+
+
+@api("one.cluster.deldatastore", "ii")
+def cluster_deldatastore(ctx: Context, cid: int, ds_id: int) -> int:
+    return _datastore_membership(ctx, cid, ds_id, add=False)

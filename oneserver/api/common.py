@@ -1,0 +1,229 @@
+"""What every object kind shares: owner/permission checks, info, chmod, chown, rename, update,
+lock/unlock and filtered pool listings (reference §2.0 and §2.14)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import peewee as pw
+
+from oneserver import db, store
+from oneserver.acl import ADMIN, MANAGE, USE, Target
+from oneserver.api import Context
+from oneserver.errors import (
+    ACTION, AUTHORIZATION, INTERNAL, LOCKED, XML_RPC_API, OneError, not_found,
+)
+from oneserver.template import Template, TemplateError, parse
+
+DEFAULT_PERMS = [1, 1, 0, 0, 0, 0, 0, 0, 0]  # umask 177: owner use+manage
+
+
+def target(kind: str, doc: dict[str, Any]) -> Target:
+    return Target(
+        kind, doc["id"], doc.get("uid", 0), doc.get("gid", 0),
+        tuple(doc.get("perms", (0,) * 9)), tuple(doc.get("clusters", ())),
+    )
+
+
+def load_checked(ctx: Context, kind: str, oid: int, right: int, for_update: bool = False
+                 ) -> dict[str, Any]:
+    doc = store.load(kind, oid, for_update)
+    ctx.check(target(kind, doc), right)
+    return doc
+
+
+def check_lock(kind: str, doc: dict[str, Any], right: int) -> None:
+    """LOCKED when a lock of this level or lower covers the operation (lock levels 1 use,
+    2 manage, 3 admin, 4 all; an operation needing ``right`` is blocked by levels <= it)."""
+    lk = doc.get("lock")
+    if not lk:
+        return
+    level = {USE: 1, MANAGE: 2, ADMIN: 3}.get(right, 4)
+    if lk["locked"] <= level or lk["locked"] == 4:
+        raise OneError(LOCKED, f"The resource {store.KINDS[kind].obj_name} is locked. "
+                               f"[{doc['id']}].", doc["id"])
+
+
+def parse_template(text: str, prefix: str = "") -> Template:
+    try:
+        return parse(text)
+    except TemplateError as exc:
+        raise OneError(INTERNAL, prefix + str(exc)) from None
+
+
+def valid_name(name: str, what: str = "") -> str:
+    """oned refuses empty names and names with characters that break its CLI tables."""
+    if not name or name.strip() == "":
+        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
+    if len(name) > 128:
+        raise OneError(INTERNAL, "Invalid NAME, max length is 128 chars")
+    for ch in "&|:\\\";/'#{}$<>":
+        if ch in name:
+            raise OneError(INTERNAL, f"Invalid NAME, char '{ch}' is not allowed")
+    if any(ord(c) < 32 for c in name):
+        raise OneError(INTERNAL, "Invalid NAME, control characters are not allowed")
+    return name
+
+
+def info(ctx: Context, kind: str, oid: int) -> str:
+    k = store.KINDS[kind]
+    row = k.model.select().where(k.model.oid == oid).first()
+    if row is None:
+        raise not_found(k.obj_name, oid)
+    if not ctx.caller.is_admin:
+        ctx.check(target(kind, row.doc), USE)
+    return row.body
+
+
+def update(ctx: Context, kind: str, oid: int, text: str, mode: int,
+           field: str = "template") -> int:
+    if mode not in (0, 1):
+        raise OneError(XML_RPC_API, "Wrong update type", oid)
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        check_lock(kind, doc, MANAGE)
+        new = parse_template(text, "Cannot update template. ")
+        if mode == 0:
+            doc[field] = new.to_json()
+        else:
+            current = Template.from_json(doc[field])
+            current.merge(new)
+            doc[field] = current.to_json()
+        store.save(kind, doc)
+    return oid
+
+
+def rename(ctx: Context, kind: str, oid: int, name: str, unique_per_owner: bool) -> int:
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        check_lock(kind, doc, MANAGE)
+        valid_name(name)
+        other = store.name_taken(kind, name, doc["uid"] if unique_per_owner else None)
+        if other is not None and other != oid:
+            raise OneError(ACTION, f"Cannot rename to {name!r}: NAME is already taken by "
+                                   f"{store.KINDS[kind].obj_name.upper()} {other}.", oid)
+        doc["name"] = name
+        store.save(kind, doc)
+    return oid
+
+
+def chmod(ctx: Context, kind: str, oid: int, bits: list[int]) -> int:
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        check_lock(kind, doc, MANAGE)
+        perms = list(doc["perms"])
+        for i, bit in enumerate(bits):
+            if bit == -1:
+                continue
+            if bit not in (0, 1):
+                raise OneError(XML_RPC_API, "Wrong permission bit value", oid)
+            # Changing ADMIN bits needs ADMIN rights on the object, as in oned.
+            if i % 3 == 2 and bit != perms[i]:
+                ctx.check(target(kind, doc), ADMIN)
+            perms[i] = bit
+        doc["perms"] = perms
+        store.save(kind, doc)
+    return oid
+
+
+def chown(ctx: Context, kind: str, oid: int, uid: int, gid: int) -> int:
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        check_lock(kind, doc, MANAGE)
+        if uid > -1 or gid > -1:
+            # Changing the owner is an administrator's act unless it is the caller's own group.
+            if uid > -1 and not ctx.caller.is_admin:
+                ctx.check(target(kind, doc), ADMIN)
+        if uid > -1:
+            user = store.load("user", uid)
+            doc["uid"], doc["uname"] = uid, user["name"]
+            if gid == -1:
+                pass
+        if gid > -1:
+            group = store.load("group", gid)
+            if not ctx.caller.is_admin and gid not in ctx.caller.groups:
+                raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to "
+                                              f"perform action on group.", gid)
+            doc["gid"], doc["gname"] = gid, group["name"]
+        store.save(kind, doc)
+    return oid
+
+
+def lock(ctx: Context, kind: str, oid: int, level: int, test: bool) -> int:
+    if level not in (1, 2, 3, 4):
+        raise OneError(XML_RPC_API, "Wrong lock level", oid)
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        if doc.get("lock") and test:
+            raise OneError(ACTION, f"Object is already locked. Lock time: "
+                                   f"{doc['lock']['time']}", oid)
+        doc["lock"] = {"locked": level, "owner": ctx.caller.uid, "time": int(time.time()),
+                       "req_id": -1}
+        store.save(kind, doc)
+    return oid
+
+
+def unlock(ctx: Context, kind: str, oid: int) -> int:
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+        doc["lock"] = None
+        store.save(kind, doc)
+    return oid
+
+
+def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
+              where: pw.Expression | None = None, column: str = "body") -> list[str]:
+    """The bodies of a filtered pool listing, newest first (API_LIST_ORDER = DESC).
+    ``column`` is a body column, or ``ext`` for the VM body with only its last history."""
+    if flag < -4:
+        raise OneError(XML_RPC_API, "Incorrect filter_flag")
+    k = store.KINDS[kind]
+    m = k.model
+    owned = hasattr(m, "uid")
+    if column == "ext":
+        out = pw.fn.COALESCE(m.ext_body, m.body)
+    else:
+        out = getattr(m, column)
+    me = ctx.caller
+    check = owned and not me.is_admin
+    q = m.select(out, m.doc) if check else m.select(out)
+    if where is not None:
+        q = q.where(where)
+    if owned:
+        if flag == -3:
+            q = q.where(m.uid == me.uid)
+        elif flag == -4:
+            q = q.where(m.gid == me.gid)
+        elif flag == -1 and not me.is_admin:
+            q = q.where((m.uid == me.uid) | (m.gid << list(me.groups or {me.gid})))
+        elif flag >= 0:
+            q = q.where(m.uid == flag)
+    paged = end < -1
+    if not paged:
+        if start > -1:
+            q = q.where(m.oid >= start)
+        if end > -1:
+            q = q.where(m.oid <= end)
+    q = q.order_by(m.oid.desc())
+    offset, limit = max(start, 0), -end
+    if not check:
+        if paged:
+            q = q.offset(offset).limit(limit)
+        return [r[0] for r in q.tuples()]
+    rows = [body for body, doc in q.tuples() if ctx.may(target(kind, doc), USE)]
+    return rows[offset:offset + limit] if paged else rows
+
+
+def new_owned_doc(ctx: Context, oid: int, name: str) -> dict[str, Any]:
+    return {
+        "id": oid, "uid": ctx.caller.uid, "gid": ctx.caller.gid, "uname": ctx.caller.uname,
+        "gname": ctx.caller.gname, "name": name, "perms": list(DEFAULT_PERMS), "lock": None,
+    }
+
+
+def chmod_bits(params: list[int]) -> list[int]:
+    return list(params[:9])
+
+
+__all__ = ["USE", "MANAGE", "ADMIN", "ACTION"]

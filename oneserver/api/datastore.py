@@ -1,0 +1,121 @@
+"""``one.datastore.*`` and ``one.datastorepool.*`` (the image side lives with images)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneserver import db, settings, store
+from oneserver.acl import ADMIN, CREATE, MANAGE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.documents import pool
+from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.template import Template
+
+TYPES = {"IMAGE_DS": 0, "SYSTEM_DS": 1, "FILE_DS": 2}
+
+
+def new_datastore(ctx: Context, oid: int, name: str, tmpl: Template, clusters: list[int]
+                  ) -> dict[str, Any]:
+    type_name = tmpl.get_str("TYPE", "IMAGE_DS").upper()
+    if type_name not in TYPES:
+        raise OneError(ALLOCATE, f"Error allocating a new datastore. Unknown TYPE {type_name}")
+    ds_mad = tmpl.get_str("DS_MAD", "-" if type_name == "SYSTEM_DS" else "")
+    tm_mad = tmpl.get_str("TM_MAD")
+    if not tm_mad:
+        raise OneError(ALLOCATE, "Error allocating a new datastore. No TM_MAD in template.")
+    if not ds_mad:
+        raise OneError(ALLOCATE, "Error allocating a new datastore. No DS_MAD in template.")
+    tmpl.set("TYPE", type_name)
+    tmpl.remove("NAME")
+    doc = c.new_owned_doc(ctx, oid, name)
+    doc["perms"] = [1, 1, 0, 1, 0, 0, 0, 0, 0]
+    doc.update({
+        "ds_mad": ds_mad, "tm_mad": tm_mad,
+        "base_path": f"{settings.current().datastores_dir}/{oid}",
+        "type": TYPES[type_name], "disk_type": 0, "state": 0, "clusters": clusters,
+        "total_mb": 0, "free_mb": 0, "used_mb": 0, "images": [], "template": tmpl.to_json(),
+    })
+    return doc
+
+
+@api("one.datastore.allocate", "si", (-1,))
+def datastore_allocate(ctx: Context, text: str, cluster_id: int) -> int:
+    ctx.check(Target("datastore"), CREATE)
+    tmpl = c.parse_template(text)
+    name = tmpl.get_str("NAME")
+    if not name:
+        raise OneError(ALLOCATE, "Error allocating a new datastore. No NAME in template.")
+    c.valid_name(name)
+    with db.write_transaction():
+        taken = store.name_taken("datastore", name)
+        if taken is not None:
+            raise OneError(ALLOCATE, f"Error allocating a new datastore. NAME is already "
+                                     f"taken by DATASTORE {taken}.")
+        cid = cluster_id if cluster_id >= 0 else 0
+        cluster = store.load("cluster", cid, for_update=True)
+        oid = db.next_oid("datastore_pool")
+        store.insert("datastore", new_datastore(ctx, oid, name, tmpl, [cid]))
+        cluster["datastores"].append(oid)
+        store.save("cluster", cluster)
+    return oid
+
+
+@api("one.datastore.delete", "i")
+def datastore_delete(ctx: Context, oid: int) -> int:
+    with db.write_transaction():
+        ds = c.load_checked(ctx, "datastore", oid, ADMIN, for_update=True)
+        if ds["images"]:
+            raise OneError(ACTION, "Cannot delete datastore: it has images", oid)
+        if oid in (0, 1, 2) and ds["type"] == 1:
+            used = db.VM.select().where(db.VM.state != 6).exists()
+            if used:
+                raise OneError(ACTION, "Cannot delete a system datastore in use", oid)
+        for cid in ds["clusters"]:
+            cl = store.load("cluster", cid, for_update=True)
+            if oid in cl["datastores"]:
+                cl["datastores"].remove(oid)
+                store.save("cluster", cl)
+        store.delete("datastore", oid)
+    return oid
+
+
+@api("one.datastore.update", "isi", (0,))
+def datastore_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    return c.update(ctx, "datastore", oid, text, mode)
+
+
+@api("one.datastore.rename", "is")
+def datastore_rename(ctx: Context, oid: int, name: str) -> int:
+    return c.rename(ctx, "datastore", oid, name, unique_per_owner=False)
+
+
+@api("one.datastore.chmod", "iiiiiiiiii")
+def datastore_chmod(ctx: Context, oid: int, *bits: int) -> int:
+    return c.chmod(ctx, "datastore", oid, list(bits))
+
+
+@api("one.datastore.chown", "iii")
+def datastore_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
+    return c.chown(ctx, "datastore", oid, uid, gid)
+
+
+@api("one.datastore.info", "ib", (False,))
+def datastore_info(ctx: Context, oid: int, decrypt: bool) -> str:
+    return c.info(ctx, "datastore", oid)
+
+
+@api("one.datastore.enable", "ib")
+def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
+    with db.write_transaction():
+        ds = c.load_checked(ctx, "datastore", oid, MANAGE, for_update=True)
+        if ds["type"] != 1:
+            raise OneError(ACTION, "Only system datastores can be enabled or disabled", oid)
+        ds["state"] = 0 if enable else 1
+        store.save("datastore", ds)
+    return oid
+
+
+@api("one.datastorepool.info")
+def datastorepool_info(ctx: Context) -> str:
+    return pool("DATASTORE_POOL", c.pool_rows(ctx, "datastore", -2, -1, -1))

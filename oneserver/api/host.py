@@ -1,0 +1,127 @@
+"""``one.host.*`` and ``one.hostpool.*``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from oneserver import db, store, wakeup
+from oneserver.acl import ADMIN, CREATE, MANAGE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.documents import pool
+from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
+from oneserver.template import Template
+from oneserver.vmstate import HostState
+
+
+def new_host(oid: int, name: str, im: str, vmm: str, cluster: dict[str, Any]) -> dict[str, Any]:
+    tmpl = Template([("IM_MAD", im), ("VM_MAD", vmm), ("RESERVED_CPU", ""),
+                     ("RESERVED_MEM", "")])
+    return {
+        "id": oid, "name": name, "state": int(HostState.INIT), "prev_state": int(HostState.INIT),
+        "im_mad": im, "vm_mad": vmm, "cluster_id": cluster["id"], "cluster": cluster["name"],
+        "share": {"mem_usage": 0, "cpu_usage": 0, "total_mem": 0, "total_cpu": 0,
+                  "max_mem": 0, "max_cpu": 0, "running_vms": 0},
+        "datastores": {"disk_usage": 0, "free_disk": 0, "max_disk": 0, "used_disk": 0},
+        "vms": [], "template": tmpl.to_json(), "monitoring": None, "last_monitored": 0,
+    }
+
+
+@api("one.host.allocate", "sssi", (-1,))
+def host_allocate(ctx: Context, name: str, im: str, vmm: str, cluster_id: int) -> int:
+    ctx.check(Target("host"), CREATE)
+    for value, what in ((name, "NAME"), (im, "IM_MAD"), (vmm, "VM_MAD")):
+        if not value.strip():
+            raise OneError(ALLOCATE, f"Error allocating a new host. {what} cannot be empty.")
+    c.valid_name(name)
+    with db.write_transaction():
+        taken = store.name_taken("host", name)
+        if taken is not None:
+            raise OneError(ALLOCATE, f"Error allocating a new host. NAME is already taken by "
+                                     f"HOST {taken}.")
+        cluster = store.load("cluster", cluster_id if cluster_id >= 0 else 0, for_update=True)
+        oid = db.next_oid("host_pool")
+        store.insert("host", new_host(oid, name, im, vmm, cluster))
+        cluster["hosts"].append(oid)
+        store.save("cluster", cluster)
+    wakeup.notify()
+    return oid
+
+
+@api("one.host.delete", "i")
+def host_delete(ctx: Context, oid: int) -> int:
+    with db.write_transaction():
+        host = store.load("host", oid, for_update=True)
+        ctx.check(Target("host", oid), ADMIN)
+        if host["vms"]:
+            raise OneError(ACTION, "Can not remove a host with running VMs", oid)
+        cluster = store.load("cluster", host["cluster_id"], for_update=True)
+        if oid in cluster["hosts"]:
+            cluster["hosts"].remove(oid)
+            store.save("cluster", cluster)
+        store.delete("host", oid)
+        db.HostMonitoring.delete().where(db.HostMonitoring.host_id == oid).execute()
+    return oid
+
+
+@api("one.host.status", "ii")
+def host_status(ctx: Context, oid: int, status: int) -> int:
+    new = {0: HostState.INIT, 1: HostState.DISABLED, 2: HostState.OFFLINE}.get(status)
+    if new is None:
+        raise OneError(XML_RPC_API, "Wrong status code", oid)
+    with db.write_transaction():
+        host = store.load("host", oid, for_update=True)
+        ctx.check(Target("host", oid), ADMIN)
+        if not (status == 0 and host["state"] in (HostState.MONITORED, HostState.INIT)):
+            host["prev_state"], host["state"] = host["state"], int(new)
+            if status == 0:
+                host["last_monitored"] = 0  # monitor it again at once
+            store.save("host", host)
+    wakeup.notify()
+    return oid
+
+
+@api("one.host.update", "isi", (0,))
+def host_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    result = c.update(ctx, "host", oid, text, mode)
+    wakeup.notify()  # capacity limits (RESERVED_*) or requirements may have changed
+    return result
+
+
+@api("one.host.rename", "is")
+def host_rename(ctx: Context, oid: int, name: str) -> int:
+    return c.rename(ctx, "host", oid, name, unique_per_owner=False)
+
+
+@api("one.host.info", "ib", (False,))
+def host_info(ctx: Context, oid: int, decrypt: bool) -> str:
+    return c.info(ctx, "host", oid)
+
+
+@api("one.host.monitoring", "i")
+def host_monitoring(ctx: Context, oid: int) -> str:
+    store.load("host", oid)
+    rows = (db.HostMonitoring.select(db.HostMonitoring.body)
+            .where(db.HostMonitoring.host_id == oid).order_by(db.HostMonitoring.timestamp))
+    return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
+
+
+@api("one.hostpool.info")
+def hostpool_info(ctx: Context) -> str:
+    return pool("HOST_POOL", c.pool_rows(ctx, "host", -2, -1, -1))
+
+
+@api("one.hostpool.monitoring", "i", (-1,))
+def hostpool_monitoring(ctx: Context, seconds: int) -> str:
+    q = db.HostMonitoring.select(db.HostMonitoring.host_id, db.HostMonitoring.body)
+    if seconds > 0:
+        q = q.where(db.HostMonitoring.timestamp >= int(time.time()) - seconds)
+    rows = list(q.order_by(db.HostMonitoring.host_id, db.HostMonitoring.timestamp))
+    if seconds == 0:
+        last = {r.host_id: r.body for r in rows}
+        return "<MONITORING_DATA>" + "".join(last.values()) + "</MONITORING_DATA>"
+    return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
+
+
+__all__ = ["MANAGE"]

@@ -1,0 +1,35 @@
+"""``one.system.*`` and the zone calls clients make at start."""
+
+from __future__ import annotations
+
+from oneserver import settings
+from oneserver.api import Context, api
+
+VERSION = "7.4.0"
+
+# Values hidden from users outside the oneadmin group (to_xml_hidden in oned).
+HIDDEN = ("DB",)
+
+
+@api("one.system.version")
+def system_version(ctx: Context) -> str:
+    return VERSION
+
+
+@api("one.system.config")
+def system_config(ctx: Context) -> str:
+    conf = settings.current().oned_conf.copy()
+    if not ctx.caller.is_admin:
+        for name in HIDDEN:
+            if name in conf:
+                conf.set(name, "***")
+    return conf.to_xml("OPENNEBULA_CONFIGURATION")
+
+
+@api("one.zone.raftstatus")
+def zone_raftstatus(ctx: Context) -> str:
+    return (
+        "<RAFT><SERVER_ID>-1</SERVER_ID><STATE>0</STATE><TERM>0</TERM><VOTEDFOR>-1</VOTEDFOR>"
+        "<COMMIT>0</COMMIT><LOG_INDEX>0</LOG_INDEX><LOG_TERM>0</LOG_TERM>"
+        "<FEDLOG_INDEX>-1</FEDLOG_INDEX></RAFT>"
+    )

@@ -1,0 +1,349 @@
+"""``one.vm.*``: one virtual machine."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from oneserver import capabilities, db, lifecycle, operations, store, wakeup
+from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.errors import (
+    ACTION, ALLOCATE, AUTHORIZATION, XML_RPC_API, OneError, not_found,
+)
+from oneserver.template import Template
+from oneserver.vmstate import Lcm, VmState
+
+# Attributes oned moves from the user's template into the system TEMPLATE (VirtualMachine::
+# insert and VirtualMachineParser); INIT and LXC_* are ours, read by the LXC driver.
+SYSTEM_ATTRS = frozenset({
+    "CPU", "MEMORY", "VCPU", "DISK", "NIC", "NIC_ALIAS", "CONTEXT", "OS", "GRAPHICS", "VIDEO",
+    "FEATURES", "INPUT", "RAW", "EMULATOR", "TOPOLOGY", "NUMA_NODE", "PCI", "SNAPSHOT",
+    "SECURITY_GROUP_RULE", "TM_MAD_SYSTEM", "SUBMIT_ON_HOLD", "CPU_COST", "MEMORY_COST",
+    "DISK_COST", "MEMORY_MAX", "VCPU_MAX", "TEMPLATE_ID", "CLONING_TEMPLATE_ID",
+    "HYPERV_OPTIONS", "SPICE_OPTIONS", "MEMORY_SLOTS", "MEMORY_RESIZE_MODE", "CPU_MODEL",
+    "BACKUP_CONFIG", "INIT", "LXC_IDMAP", "LXC_UNPRIVILEGED",
+})
+# VM_RESTRICTED_ATTR of oned.conf: only the oneadmin group may set these.
+RESTRICTED = (
+    ("CONTEXT", "FILES"), ("NIC", "MAC"), ("NIC", "VLAN_ID"), ("NIC", "BRIDGE"),
+    ("NIC", "FILTER"), ("DISK", "TOTAL_BYTES_SEC"), ("DISK", "READ_BYTES_SEC"),
+    ("DISK", "WRITE_BYTES_SEC"), ("DISK", "TOTAL_IOPS_SEC"), ("DEPLOY_ID", None),
+    ("CPU_COST", None), ("MEMORY_COST", None), ("DISK_COST", None), ("PCI", None),
+    ("EMULATOR", None), ("RAW", "DATA"), ("USER_PRIORITY", None),
+)
+UPDATECONF_ATTRS = frozenset({"OS", "FEATURES", "INPUT", "GRAPHICS", "RAW", "CONTEXT",
+                              "CPU_MODEL", "VIDEO", "BACKUP_CONFIG", "INIT"})
+
+
+def _check_restricted(ctx: Context, tmpl: Template) -> None:
+    if ctx.caller.is_admin:
+        return
+    for name, member in RESTRICTED:
+        for value in tmpl.get_all(name):
+            if member is None or (isinstance(value, dict) and member in value):
+                shown = name if member is None else f"{name}/{member}"
+                raise OneError(AUTHORIZATION, f"VM Template includes a restricted attribute "
+                                              f"{shown}.")
+
+
+def _positive(tmpl: Template, name: str, integer: bool, required: bool) -> None:
+    raw = tmpl.get_str(name, "")
+    if raw == "" and not required:
+        return
+    kind = "integer" if integer else "float or integer"
+    msg = f"{name} attribute must be a positive {kind} value."
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {msg}") from None
+    if value <= 0:
+        raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {msg}")
+
+
+def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]:
+    """A new VM document from the user's template, as ``VirtualMachine::insert`` builds it."""
+    user_tmpl = given.copy()
+    system = Template()
+    base = user_tmpl.get_str("TEMPLATE_NAME")
+    name = user_tmpl.get_str("NAME").rstrip() or (f"{base}-{oid}" if base else f"one-{oid}")
+    user_tmpl.remove("NAME")
+    user_tmpl.remove("TEMPLATE_NAME")
+    for legacy, modern in (("REQUIREMENTS", "SCHED_REQUIREMENTS"), ("RANK", "SCHED_RANK")):
+        if legacy in user_tmpl and modern not in user_tmpl:
+            user_tmpl.set(modern, user_tmpl.get_str(legacy))
+        user_tmpl.remove(legacy)
+    for attr, value in list(user_tmpl.items):
+        if attr in SYSTEM_ATTRS:
+            system.add(attr, value)
+    for attr in SYSTEM_ATTRS:
+        user_tmpl.remove(attr)
+    _positive(system, "MEMORY", True, True)
+    _positive(system, "CPU", False, True)
+    _positive(system, "VCPU", True, False)
+    c.valid_name(name)
+    for i, disk in enumerate(system.vectors("DISK")):
+        disk["DISK_ID"] = str(i)
+    for i, nic in enumerate(system.vectors("NIC")):
+        nic["NIC_ID"] = str(i)
+    os_vec = system.vectors("OS")
+    if os_vec:
+        os_vec[0].setdefault("UUID", str(uuid.uuid4()))
+    else:
+        system.add("OS", {"UUID": str(uuid.uuid4())})
+    system.set("AUTOMATIC_REQUIREMENTS", "!(PIN_POLICY = PINNED)")
+    system.set("VMID", str(oid))
+    on_hold = hold or system.get_str("SUBMIT_ON_HOLD").upper() == "YES"
+    return {
+        **c.new_owned_doc(ctx, oid, name), "last_poll": 0,
+        "state": int(VmState.HOLD if on_hold else VmState.PENDING), "lcm_state": 0,
+        "prev_state": int(VmState.HOLD if on_hold else VmState.PENDING), "prev_lcm_state": 0,
+        "resched": 0, "stime": lifecycle.now(), "etime": 0, "deploy_id": "",
+        "monitoring": [], "template": system.to_json(), "user_template": user_tmpl.to_json(),
+        "history": [],
+    }
+
+
+def allocate_vm(ctx: Context, tmpl: Template, hold: bool) -> int:
+    """Insert a VM (inside the caller's write transaction) and return its id."""
+    ctx.check(Target("vm"), CREATE)
+    _check_restricted(ctx, tmpl)
+    oid = db.next_oid("vm_pool")
+    doc = build(ctx, oid, tmpl, hold)
+    store.insert("vm", doc)
+    return oid
+
+
+@api("one.vm.allocate", "sb", (False,))
+def vm_allocate(ctx: Context, text: str, hold: bool) -> int:
+    tmpl = c.parse_template(text)
+    with db.write_transaction():
+        oid = allocate_vm(ctx, tmpl, hold)
+    if not hold:
+        wakeup.notify()
+    return oid
+
+
+@api("one.vm.info", "ib", (False,))
+def vm_info(ctx: Context, oid: int, decrypt: bool) -> str:
+    return c.info(ctx, "vm", oid)
+
+
+def _vm_and_host(ctx: Context, oid: int, right: int) -> tuple[dict[str, Any], dict | None]:
+    vm = c.load_checked(ctx, "vm", oid, right, for_update=True)
+    hid = vm["history"][-1]["hid"] if vm["history"] else -1
+    host = store.load("host", hid, for_update=True) if hid >= 0 and store.exists(
+        "host", hid) else None
+    return vm, host
+
+
+def _commit(vm: dict[str, Any], host: dict | None, ops: list[lifecycle.Op]) -> None:
+    store.save("vm", vm)
+    if host is not None:
+        store.save("host", host)
+    operations.enqueue(vm["id"], ops)
+
+
+def _system_ds(host: dict[str, Any], ds_id: int) -> tuple[int, str]:
+    if ds_id < 0:
+        ds_id = 0
+    ds = store.load("datastore", ds_id)
+    if ds["type"] != 1:
+        raise OneError(ACTION, f"Datastore [{ds_id}] is not a system datastore", ds_id)
+    return ds_id, ds["tm_mad"]
+
+
+@api("one.vm.deploy", "iibis", (False, -1, ""))
+def vm_deploy(ctx: Context, oid: int, hid: int, enforce: bool, ds_id: int, nic: str) -> int:
+    with db.write_transaction():
+        vm = c.load_checked(ctx, "vm", oid, ADMIN, for_update=True)
+        c.check_lock("vm", vm, ADMIN)
+        host = c.load_checked(ctx, "host", hid, MANAGE, for_update=True)
+        if vm["state"] not in (VmState.PENDING, VmState.HOLD, VmState.STOPPED,
+                               VmState.UNDEPLOYED):
+            raise lifecycle.refuse(vm, "deploy")
+        if enforce and not lifecycle.fits(host, vm):
+            raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
+                           oid)
+        ds, tm_mad = _system_ds(host, ds_id)
+        place(vm, host, ds, tm_mad)
+    wakeup.notify()
+    return oid
+
+
+def place(vm: dict[str, Any], host: dict[str, Any], ds_id: int, tm_mad: str) -> None:
+    """Deploy ``vm`` on ``host`` within the caller's transaction (also the scheduler's path)."""
+    tmpl = Template.from_json(vm["template"])
+    tmpl.set("TM_MAD_SYSTEM", tm_mad)
+    vm["template"] = tmpl.to_json()
+    ut = Template.from_json(vm["user_template"])
+    if "SCHED_MESSAGE" in ut:
+        ut.remove("SCHED_MESSAGE")
+        vm["user_template"] = ut.to_json()
+    op = lifecycle.deploy(vm, host, ds_id, tm_mad)
+    _commit(vm, host, [op])
+
+
+@api("one.vm.action", "si")
+def vm_action(ctx: Context, action: str, oid: int) -> int:
+    if action not in lifecycle.VALID_ACTIONS:
+        raise OneError(ACTION, f'Action "{action}" is not supported')
+    with db.write_transaction():
+        right = ADMIN if action in lifecycle.ADMIN_ACTIONS else MANAGE
+        vm, host = _vm_and_host(ctx, oid, right)
+        c.check_lock("vm", vm, right)
+        if host is not None:
+            capabilities.require(host["vm_mad"], action, vm)
+        ops = lifecycle.action(vm, action, ctx.caller.uid, ctx.caller.gid)
+        _commit(vm, host, ops)
+    wakeup.notify()
+    return oid
+
+
+@api("one.vm.migrate", "iibbii", (False, False, -1, 0))
+def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_id: int,
+               mode: int) -> int:
+    with db.write_transaction():
+        vm, src = _vm_and_host(ctx, oid, ADMIN)
+        c.check_lock("vm", vm, ADMIN)
+        dst = c.load_checked(ctx, "host", hid, MANAGE, for_update=True)
+        if src is None or vm["state"] not in (VmState.ACTIVE, VmState.POWEROFF,
+                                              VmState.SUSPENDED):
+            raise lifecycle.refuse(vm, "migrate")
+        if src["id"] == hid:
+            raise OneError(ACTION, "VM is already running on host [" + str(hid) + "] and "
+                           "datastore [" + str(vm["history"][-1]["ds_id"]) + "]", oid)
+        capabilities.require(src["vm_mad"], "live-migrate" if live else "migrate", vm)
+        if enforce and not lifecycle.fits(dst, vm):
+            raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
+                           oid)
+        ds, tm_mad = _system_ds(dst, ds_id)
+        op = lifecycle.migrate(vm, src, dst, ds, tm_mad, ctx.caller.uid, ctx.caller.gid)
+        store.save("host", src)
+        _commit(vm, dst, [op])
+    wakeup.notify()
+    return oid
+
+
+@api("one.vm.update", "isi", (0,))
+def vm_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    return c.update(ctx, "vm", oid, text, mode, field="user_template")
+
+
+@api("one.vm.updateconf", "isi", (0,))
+def vm_updateconf(ctx: Context, oid: int, text: str, mode: int) -> int:
+    if mode not in (0, 1):
+        raise OneError(XML_RPC_API, "Wrong update type", oid)
+    new = c.parse_template(text)
+    with db.write_transaction():
+        vm = c.load_checked(ctx, "vm", oid, MANAGE, for_update=True)
+        c.check_lock("vm", vm, MANAGE)
+        if vm["state"] == VmState.ACTIVE and vm["lcm_state"] != Lcm.RUNNING:
+            raise lifecycle.refuse(vm, "updateconf")
+        tmpl = Template.from_json(vm["template"])
+        for name in UPDATECONF_ATTRS:
+            if name in new:
+                tmpl.remove(name)
+                for value in new.get_all(name):
+                    tmpl.add(name, value)
+        vm["template"] = tmpl.to_json()
+        store.save("vm", vm)
+    return oid
+
+
+@api("one.vm.rename", "is")
+def vm_rename(ctx: Context, oid: int, name: str) -> int:
+    with db.write_transaction():
+        vm = c.load_checked(ctx, "vm", oid, MANAGE, for_update=True)
+        c.check_lock("vm", vm, MANAGE)
+        c.valid_name(name)
+        vm["name"] = name
+        store.save("vm", vm)
+    return oid
+
+
+@api("one.vm.chmod", "iiiiiiiiii")
+def vm_chmod(ctx: Context, oid: int, *bits: int) -> int:
+    return c.chmod(ctx, "vm", oid, list(bits))
+
+
+@api("one.vm.chown", "iii")
+def vm_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
+    return c.chown(ctx, "vm", oid, uid, gid)
+
+
+@api("one.vm.lock", "iib", (False,))
+def vm_lock(ctx: Context, oid: int, level: int, test: bool) -> int:
+    return c.lock(ctx, "vm", oid, level, test)
+
+
+@api("one.vm.unlock", "i")
+def vm_unlock(ctx: Context, oid: int) -> int:
+    return c.unlock(ctx, "vm", oid)
+
+
+@api("one.vm.recover", "ii")
+def vm_recover(ctx: Context, oid: int, op: int) -> int:
+    if op not in range(6):
+        raise OneError(ACTION, "Wrong recovery operation code", oid)
+    with db.write_transaction():
+        vm, host = _vm_and_host(ctx, oid, ADMIN)
+        ops = lifecycle.recover(vm, host, op, ctx.caller.uid, ctx.caller.gid)
+        _commit(vm, host, ops)
+    wakeup.notify()
+    return oid
+
+
+@api("one.vm.resize", "isb", (False,))
+def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
+    new = c.parse_template(text)
+    with db.write_transaction():
+        vm, host = _vm_and_host(ctx, oid, MANAGE)
+        c.check_lock("vm", vm, MANAGE)
+        live = vm["state"] == VmState.ACTIVE and vm["lcm_state"] == Lcm.RUNNING
+        if not live and vm["state"] not in (VmState.POWEROFF, VmState.UNDEPLOYED,
+                                            VmState.PENDING, VmState.HOLD, VmState.STOPPED,
+                                            VmState.CLONING, VmState.CLONING_FAILURE):
+            raise lifecycle.refuse(vm, "resize")
+        if live and host is not None:
+            capabilities.require(host["vm_mad"], "resize", vm)
+        tmpl = Template.from_json(vm["template"])
+        holds_capacity = host is not None and vm["id"] in host["vms"]
+        if holds_capacity:
+            lifecycle.del_capacity(host, vm)
+        for name, integer in (("CPU", False), ("VCPU", True), ("MEMORY", True)):
+            raw = new.get_str(name, "")
+            if raw in ("", "0"):
+                continue
+            _positive(new, name, integer, True)
+            tmpl.set(name, raw)
+        vm["template"] = tmpl.to_json()
+        if holds_capacity:
+            if enforce and not lifecycle.fits(host, vm):
+                raise OneError(ACTION, "Host does not have enough capacity for the new size",
+                               oid)
+            lifecycle.add_capacity(host, vm)
+        ops = []
+        if live:
+            lifecycle.set_state(vm, VmState.ACTIVE, Lcm.HOTPLUG_RESIZE)
+            ops = [lifecycle.Op("resize", host["id"] if host else -1)]
+        _commit(vm, host, ops)
+    wakeup.notify()
+    return oid
+
+
+@api("one.vm.monitoring", "i")
+def vm_monitoring(ctx: Context, oid: int) -> str:
+    vm = store.load("vm", oid)
+    ctx.check(c.target("vm", vm), USE)
+    rows = (db.VMMonitoring.select(db.VMMonitoring.body).where(db.VMMonitoring.vm_id == oid)
+            .order_by(db.VMMonitoring.timestamp))
+    return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
+
+
+def get_vm(oid: int) -> dict[str, Any]:
+    try:
+        return store.load("vm", oid)
+    except OneError:
+        raise not_found("virtual machine", oid) from None

@@ -1,0 +1,122 @@
+"""``one.template.*`` and ``one.templatepool.*`` (VM templates, ``<VMTEMPLATE>``)."""
+
+from __future__ import annotations
+
+from oneserver import db, store, wakeup
+from oneserver.acl import CREATE, MANAGE, USE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.api.vm import allocate_vm
+from oneserver.documents import pool
+from oneserver.errors import ALLOCATE, OneError
+from oneserver.lifecycle import now
+from oneserver.template import Template
+
+
+def _insert(ctx: Context, name: str, tmpl: Template) -> int:
+    oid = db.next_oid("template_pool")
+    name = name or f"template-{oid}"
+    c.valid_name(name)
+    taken = store.name_taken("template", name, ctx.caller.uid)
+    if taken is not None:
+        raise OneError(ALLOCATE, f"Error allocating a new virtual machine template. NAME is "
+                                 f"already taken by TEMPLATE {taken}.")
+    doc = c.new_owned_doc(ctx, oid, name)
+    tmpl.set("NAME", name)
+    doc.update({"regtime": now(), "template": tmpl.to_json()})
+    store.insert("template", doc)
+    return oid
+
+
+@api("one.template.allocate", "s")
+def template_allocate(ctx: Context, text: str) -> int:
+    ctx.check(Target("template"), CREATE)
+    tmpl = c.parse_template(text)
+    name = tmpl.get_str("NAME")
+    with db.write_transaction():
+        return _insert(ctx, name, tmpl)
+
+
+@api("one.template.clone", "isb", (False,))
+def template_clone(ctx: Context, oid: int, name: str, recursive: bool) -> int:
+    ctx.check(Target("template"), CREATE)
+    with db.write_transaction():
+        src = c.load_checked(ctx, "template", oid, USE)
+        return _insert(ctx, name, Template.from_json(src["template"]))
+
+
+@api("one.template.delete", "ib", (False,))
+def template_delete(ctx: Context, oid: int, recursive: bool) -> int:
+    with db.write_transaction():
+        doc = c.load_checked(ctx, "template", oid, MANAGE, for_update=True)
+        c.check_lock("template", doc, MANAGE)
+        store.delete("template", oid)
+    return oid
+
+
+@api("one.template.instantiate", "isbsb", (False, "", False))
+def template_instantiate(ctx: Context, oid: int, name: str, hold: bool, extra: str,
+                         persistent: bool) -> int:
+    extra_tmpl = c.parse_template(extra) if extra else Template()
+    with db.write_transaction():
+        doc = c.load_checked(ctx, "template", oid, USE)
+        c.check_lock("template", doc, USE)
+        tmpl = Template.from_json(doc["template"])
+        tmpl.merge(extra_tmpl)
+        tmpl.set("TEMPLATE_ID", str(oid))
+        if name:
+            tmpl.set("NAME", name)
+        else:  # oned names it <template name>-<vm id>
+            tmpl.remove("NAME")
+            tmpl.set("TEMPLATE_NAME", doc["name"])
+        vmid = allocate_vm(ctx, tmpl, hold)
+    if not hold:
+        wakeup.notify()
+    return vmid
+
+
+@api("one.template.update", "isi", (0,))
+def template_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    return c.update(ctx, "template", oid, text, mode)
+
+
+@api("one.template.rename", "is")
+def template_rename(ctx: Context, oid: int, name: str) -> int:
+    result = c.rename(ctx, "template", oid, name, unique_per_owner=True)
+    with db.write_transaction():
+        doc = store.load("template", oid, for_update=True)
+        tmpl = Template.from_json(doc["template"])
+        tmpl.set("NAME", name)
+        doc["template"] = tmpl.to_json()
+        store.save("template", doc)
+    return result
+
+
+@api("one.template.chmod", "iiiiiiiiiib", (False,))
+def template_chmod(ctx: Context, oid: int, *bits_and_recursive: int) -> int:
+    return c.chmod(ctx, "template", oid, list(bits_and_recursive[:9]))
+
+
+@api("one.template.chown", "iii")
+def template_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
+    return c.chown(ctx, "template", oid, uid, gid)
+
+
+@api("one.template.info", "ibb", (False, False))
+def template_info(ctx: Context, oid: int, extended: bool, decrypt: bool) -> str:
+    return c.info(ctx, "template", oid)
+
+
+@api("one.template.lock", "iib", (False,))
+def template_lock(ctx: Context, oid: int, level: int, test: bool) -> int:
+    return c.lock(ctx, "template", oid, level, test)
+
+
+@api("one.template.unlock", "i")
+def template_unlock(ctx: Context, oid: int) -> int:
+    return c.unlock(ctx, "template", oid)
+
+
+@api("one.templatepool.info", "iii", (-1, -1))
+def templatepool_info(ctx: Context, flag: int, start: int, end: int) -> str:
+    return pool("VMTEMPLATE_POOL", c.pool_rows(ctx, "template", flag, start, end))

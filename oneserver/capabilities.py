@@ -1,0 +1,37 @@
+"""Refusing at the API what a host's VMM driver can't do, before anything changes."""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+from typing import Any
+
+from oneserver.driver_contract import GROUPS, Capability
+from oneserver.errors import ACTION, OneError
+
+NEEDS: dict[str, Capability] = {
+    "terminate": Capability.SHUTDOWN, "poweroff": Capability.SHUTDOWN,
+    "undeploy": Capability.SHUTDOWN, "stop": Capability.SHUTDOWN,
+    "terminate-hard": Capability.CANCEL, "poweroff-hard": Capability.CANCEL,
+    "undeploy-hard": Capability.CANCEL, "reboot": Capability.REBOOT,
+    "reboot-hard": Capability.RESET, "suspend": Capability.SUSPEND,
+    "migrate": Capability.MIGRATE_COLD, "live-migrate": Capability.MIGRATE_LIVE,
+    "resize": Capability.RESIZE_LIVE,
+}
+
+
+@functools.cache
+def of(vm_mad: str) -> frozenset[Capability]:
+    """Capabilities of the VMM driver ``vm_mad`` (a class attribute: nothing is started)."""
+    found = entry_points(group=GROUPS["vmm"], name=vm_mad)
+    if not found:
+        return frozenset()
+    return frozenset(getattr(next(iter(found)).load(), "capabilities", frozenset()))
+
+
+def require(vm_mad: str, action: str, vm: dict[str, Any]) -> None:
+    need = NEEDS.get(action)
+    if need is None or need in of(vm_mad):
+        return
+    raise OneError(ACTION, f'Error performing action "{action}": the {vm_mad} driver does not '
+                           f"support it", vm["id"])

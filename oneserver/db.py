@@ -1,0 +1,204 @@
+"""The database: one peewee model per object kind, SQLite embedded by default, PostgreSQL chosen
+by URL. Every object keeps its structured document (``doc``, JSON) and its rendered XML bodies,
+so info and pool calls read stored text instead of rendering."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import peewee as pw
+from playhouse.db_url import connect
+
+database = pw.DatabaseProxy()
+
+
+class JSONField(pw.TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class Base(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class PoolControl(Base):
+    """Last id handed out per pool: ids are never reused, even after a delete."""
+
+    tablename = pw.CharField(primary_key=True)
+    last_oid = pw.IntegerField()
+
+
+class Meta(Base):
+    key = pw.CharField(primary_key=True)
+    value = pw.TextField()
+
+
+class PoolObject(Base):
+    oid = pw.IntegerField(primary_key=True)
+    name = pw.CharField(index=True)
+    doc = JSONField()
+    body = pw.TextField()
+
+
+class OwnedObject(PoolObject):
+    uid = pw.IntegerField(index=True)
+    gid = pw.IntegerField(index=True)
+    # The nine permission bits as one int (OWNER_U is the highest), for filtering in SQL.
+    perms = pw.IntegerField()
+
+
+class User(PoolObject):
+    gid = pw.IntegerField()
+    password = pw.CharField()
+    auth_driver = pw.CharField()
+    enabled = pw.BooleanField()
+    groups = pw.CharField()  # comma separated group ids, primary first
+
+
+class Group(PoolObject):
+    pass
+
+
+class Cluster(PoolObject):
+    pass
+
+
+class Datastore(OwnedObject):
+    pass
+
+
+class Host(PoolObject):
+    state = pw.IntegerField()
+    cluster_id = pw.IntegerField(index=True)
+    im_mad = pw.CharField()
+    vm_mad = pw.CharField()
+
+
+class VMTemplate(OwnedObject):
+    pass
+
+
+class VM(OwnedObject):
+    state = pw.IntegerField(index=True)
+    lcm_state = pw.IntegerField()
+    host_id = pw.IntegerField(index=True)
+    resched = pw.IntegerField(default=0)
+    short_body = pw.TextField()
+    # Full body with only the last history record (vmpool.infoextended); NULL when equal to body.
+    ext_body = pw.TextField(null=True)
+
+
+class Acl(Base):
+    oid = pw.IntegerField(primary_key=True)
+    user = pw.BigIntegerField()
+    resource = pw.BigIntegerField()
+    rights = pw.BigIntegerField()
+    zone = pw.BigIntegerField()
+
+
+class Operation(Base):
+    """A driver action the core must run for a VM or host, written in the same transaction as the
+    state change that asked for it. Executed in id order per VM; never lost across a crash."""
+
+    id = pw.AutoField()
+    vm_id = pw.IntegerField(index=True)
+    host_id = pw.IntegerField()
+    action = pw.CharField()
+    args = JSONField(default=dict)
+    status = pw.CharField(default="queued", index=True)  # queued, running, done, failed
+    created = pw.FloatField()
+    started = pw.FloatField(null=True)
+    finished = pw.FloatField(null=True)
+    result = pw.TextField(null=True)
+
+
+class Lease(Base):
+    """Which core process is active. The holder renews ``expires``; another may take over once it
+    has passed."""
+
+    name = pw.CharField(primary_key=True)
+    holder = pw.CharField()
+    expires = pw.FloatField()
+
+
+class HostMonitoring(Base):
+    host_id = pw.IntegerField(index=True)
+    timestamp = pw.IntegerField()
+    body = pw.TextField()
+
+
+class VMMonitoring(Base):
+    vm_id = pw.IntegerField(index=True)
+    timestamp = pw.IntegerField()
+    body = pw.TextField()
+
+
+MODELS: list[type[Base]] = [
+    PoolControl, Meta, User, Group, Cluster, Datastore, Host, VMTemplate, VM, Acl, Operation,
+    Lease, HostMonitoring, VMMonitoring,
+]
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, pw.SqliteDatabase)
+
+
+def open_database(url: str) -> pw.Database:
+    """Bind the models to the database at ``url`` (``sqlite:///path`` or ``postgresql://…``)
+    and create missing tables."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        db: pw.Database = pw.SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": 10000,
+                "synchronous": "normal",  # with WAL: durable at checkpoint, never corrupt
+                "cache_size": -32000,
+                "foreign_keys": 1,
+            },
+            check_same_thread=False,
+        )
+    else:
+        db = connect(url)
+    database.initialize(db)
+    db.connect(reuse_if_open=True)
+    with db.atomic():
+        db.create_tables(MODELS, safe=True)
+    return db
+
+
+def write_transaction() -> Any:
+    """A transaction that takes the write lock up front on SQLite, so two workers never both
+    read then fail to upgrade; on PostgreSQL a plain transaction with row locks."""
+    if is_sqlite():
+        return database.obj.atomic("IMMEDIATE")
+    return database.obj.atomic()
+
+
+def next_oid(table: str) -> int:
+    """Reserve the next id of a pool (inside the caller's write transaction)."""
+    row = PoolControl.get_or_none(PoolControl.tablename == table)
+    if row is None:
+        PoolControl.create(tablename=table, last_oid=0)
+        return 0
+    oid = row.last_oid + 1
+    PoolControl.update(last_oid=oid).where(PoolControl.tablename == table).execute()
+    return oid
+
+
+def bump_oid(table: str, at_least: int) -> None:
+    row = PoolControl.get_or_none(PoolControl.tablename == table)
+    if row is None:
+        PoolControl.create(tablename=table, last_oid=at_least)
+    elif row.last_oid < at_least:
+        PoolControl.update(last_oid=at_least).where(PoolControl.tablename == table).execute()

@@ -1,0 +1,15 @@
+"""Queueing driver operations for the core (in the caller's transaction)."""
+
+from __future__ import annotations
+
+import time
+
+from oneserver import db
+from oneserver.lifecycle import Op
+
+
+def enqueue(vm_id: int, ops: list[Op]) -> None:
+    now = time.time()
+    for op in ops:
+        db.Operation.create(vm_id=vm_id, host_id=op.host_id, action=op.action, args=op.args,
+                            created=now)

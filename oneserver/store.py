@@ -1,0 +1,113 @@
+"""Loading and saving pool objects: the structured document plus the bodies rendered from it,
+written together so a stored body never disagrees with its document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from oneserver import db
+from oneserver.documents import perms_to_int
+from oneserver.documents import host as host_xml
+from oneserver.documents import identity, infra
+from oneserver.documents import vm as vm_xml
+from oneserver.errors import not_found
+
+
+@dataclass(frozen=True)
+class Kind:
+    model: type[db.PoolObject]
+    table: str             # pool_control name, as oned's tables
+    obj_name: str          # as in oned's messages ("virtual machine")
+    pool_root: str
+    columns: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _owned(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"uid": doc["uid"], "gid": doc["gid"], "perms": perms_to_int(doc["perms"])}
+
+
+def _vm_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    hist = doc["history"]
+    return {
+        **_owned(doc), "state": doc["state"], "lcm_state": doc["lcm_state"],
+        "host_id": hist[-1]["hid"] if hist else -1, "resched": doc["resched"],
+        "body": vm_xml.full(doc), "short_body": vm_xml.short(doc),
+        "ext_body": vm_xml.full(doc, all_history=False) if len(hist) > 1 else None,
+    }
+
+
+def _host_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "state": doc["state"], "cluster_id": doc["cluster_id"], "im_mad": doc["im_mad"],
+        "vm_mad": doc["vm_mad"], "body": host_xml.host(doc),
+    }
+
+
+def _user_columns(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "gid": doc["gid"], "password": doc["password"], "auth_driver": doc["auth_driver"],
+        "enabled": doc["enabled"], "groups": ",".join(str(g) for g in doc["groups"]),
+        "body": identity.user(doc),
+    }
+
+
+KINDS: dict[str, Kind] = {
+    "vm": Kind(db.VM, "vm_pool", "virtual machine", "VM_POOL", _vm_columns),
+    "host": Kind(db.Host, "host_pool", "host", "HOST_POOL", _host_columns),
+    "user": Kind(db.User, "user_pool", "user", "USER_POOL", _user_columns),
+    "group": Kind(db.Group, "group_pool", "group", "GROUP_POOL",
+                  lambda d: {"body": identity.group(d)}),
+    "cluster": Kind(db.Cluster, "cluster_pool", "cluster", "CLUSTER_POOL",
+                    lambda d: {"body": infra.cluster(d)}),
+    "datastore": Kind(db.Datastore, "datastore_pool", "datastore", "DATASTORE_POOL",
+                      lambda d: {**_owned(d), "body": infra.datastore(d)}),
+    "template": Kind(db.VMTemplate, "template_pool", "virtual machine template",
+                     "VMTEMPLATE_POOL", lambda d: {**_owned(d), "body": infra.vmtemplate(d)}),
+}
+
+
+def load(kind: str, oid: int, for_update: bool = False) -> dict[str, Any]:
+    """The document of one object; NO_EXISTS when there is none. ``for_update`` locks the row on
+    PostgreSQL (SQLite's IMMEDIATE transaction already holds the write lock)."""
+    k = KINDS[kind]
+    query = k.model.select(k.model.doc).where(k.model.oid == oid)
+    if for_update and not db.is_sqlite():
+        query = query.for_update()
+    row = query.first()
+    if row is None:
+        raise not_found(k.obj_name, oid)
+    return row.doc
+
+
+def exists(kind: str, oid: int) -> bool:
+    k = KINDS[kind]
+    return k.model.select(k.model.oid).where(k.model.oid == oid).exists()
+
+
+def insert(kind: str, doc: dict[str, Any]) -> None:
+    k = KINDS[kind]
+    k.model.insert(oid=doc["id"], name=doc["name"], doc=doc, **k.columns(doc)).execute()
+
+
+def save(kind: str, doc: dict[str, Any]) -> None:
+    k = KINDS[kind]
+    k.model.update(name=doc["name"], doc=doc, **k.columns(doc)).where(
+        k.model.oid == doc["id"]
+    ).execute()
+
+
+def delete(kind: str, oid: int) -> None:
+    k = KINDS[kind]
+    k.model.delete().where(k.model.oid == oid).execute()
+
+
+def name_taken(kind: str, name: str, uid: int | None = None) -> int | None:
+    """Id of the object of that kind with that name (per owner when ``uid`` is given)."""
+    k = KINDS[kind]
+    query = k.model.select(k.model.oid).where(k.model.name == name)
+    if uid is not None:
+        query = query.where(k.model.uid == uid)  # type: ignore[attr-defined]
+    row = query.first()
+    return None if row is None else row.oid

@@ -1,0 +1,82 @@
+"""XML-RPC on the wire: reading a methodCall and writing replies byte-compatible with oned's
+xmlrpc-c server (CRLF line ends, ``i8`` for the replication index)."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from typing import Any
+
+from oneserver.errors import Fault
+
+_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<params>\r\n'
+_OPEN = "<param><value><array><data>\r\n"
+_CLOSE = "</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n"
+
+INT_MAX = 2**31 - 1
+INT_MIN = -(2**31)
+
+# xmlrpc-c's fault codes.
+FAULT_PARSE = -503
+FAULT_TYPE = -501
+FAULT_NO_METHOD = -506
+FAULT_LIMIT = -509
+
+
+def escape(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def parse_call(body: bytes) -> tuple[str, tuple[Any, ...]]:
+    """Decode a methodCall. Entities and DTDs are refused before parsing, so nothing can expand
+    or reach the network; anything malformed becomes a :class:`Fault`."""
+    head = body[:4096]
+    if b"<!DOCTYPE" in head.upper() or b"<!ENTITY" in body.upper():
+        raise Fault(FAULT_PARSE, "XML-RPC request must not contain a DTD or entities")
+    try:
+        params, method = xmlrpc.client.loads(body, use_builtin_types=False)
+    except xmlrpc.client.ResponseError as exc:  # a methodResponse sent as a call
+        raise Fault(FAULT_PARSE, f"Malformed XML-RPC call: {exc}") from None
+    except Exception as exc:  # expat errors, bad values, bad base64…
+        raise Fault(FAULT_PARSE, f"Malformed XML-RPC call: {exc}") from None
+    if not method:
+        raise Fault(FAULT_PARSE, "Malformed XML-RPC call: no methodName")
+    return method, params
+
+
+def success(value: int | str | bool) -> bytes:
+    if type(value) is bool:
+        item = f"<value><boolean>{int(value)}</boolean></value>"
+    elif type(value) is int:
+        item = f"<value><i4>{value}</i4></value>"
+    else:
+        item = f"<value><string>{escape(value)}</string></value>"
+    return (
+        _HEAD + _OPEN + "<value><boolean>1</boolean></value>\r\n" + item
+        + "\r\n<value><i4>0</i4></value>\r\n" + _CLOSE
+    ).encode()
+
+
+def failure(message: str, code: int, resp_id: int) -> bytes:
+    return (
+        _HEAD + _OPEN + "<value><boolean>0</boolean></value>\r\n"
+        f"<value><string>{escape(message)}</string></value>\r\n"
+        f"<value><i4>{code}</i4></value>\r\n"
+        f"<value><i4>{resp_id}</i4></value>\r\n"
+        "<value><i8>-1</i8></value>\r\n" + _CLOSE
+    ).encode()
+
+
+def fault(code: int, message: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<fault>\r\n'
+        "<value><struct>\r\n"
+        f"<member><name>faultCode</name>\r\n<value><i4>{code}</i4></value></member>\r\n"
+        f"<member><name>faultString</name>\r\n<value><string>{escape(message)}</string></value>"
+        "</member>\r\n</struct></value>\r\n</fault>\r\n</methodResponse>\r\n"
+    ).encode()

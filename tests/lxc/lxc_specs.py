@@ -1,0 +1,57 @@
+"""VM specs shared by the LXC tests (one place, so golden files and live tests agree)."""
+
+from __future__ import annotations
+
+from oneserver.driver_contract import DiskSpec, NicSpec, VMSpec
+
+
+def minimal(vm_id: int = 1, vm_dir: str = "/var/lib/oneserver/datastores/0/1") -> VMSpec:
+    return VMSpec(id=vm_id, name="minimal", cpu=1.0, vcpu=1, memory_mb=64,
+                  disks=(DiskSpec(0, "/images/rootfs.tar.gz"),), vm_dir=vm_dir)
+
+
+def full() -> VMSpec:
+    return VMSpec(
+        id=42, name="full", cpu=0.5, vcpu=2, memory_mb=256,
+        disks=(
+            DiskSpec(0, "/images/rootfs.tar.xz"),
+            DiskSpec(1, "/images/data", target="/srv/data", readonly=True),
+            DiskSpec(2, "/images/scratch.tar", target="vdb"),
+        ),
+        nics=(
+            NicSpec(0, bridge="onebr0", mac="02:00:0a:d5:00:2a", ip="10.213.0.42",
+                    attrs={"NETWORK_MASK": "255.255.255.0", "GATEWAY": "10.213.0.1"}),
+            NicSpec(1, bridge="onebr1"),
+        ),
+        template={
+            "INIT": "/bin/sh",
+            "INIT_ARGS": "-c 'trap \"exit 0\" TERM; while :; do sleep 1; done'",
+            "LXC_CPU_QUOTA": "YES",
+            "LXC_UNPRIVILEGED": "YES",
+        },
+        vm_dir="/var/lib/oneserver/datastores/0/42",
+    )
+
+
+def raw() -> VMSpec:
+    return VMSpec(
+        id=7, name="raw", cpu=2.0, vcpu=2, memory_mb=1024,
+        disks=(DiskSpec(0, "/images/rootfs"),),
+        template={
+            "LXC_IDMAP": {"UID": "0:200000:1000,1000:300000:10", "GID": "0:200000:1000"},
+            "RAW": [
+                {"TYPE": "kvm", "DATA": "<devices><video/></devices>"},
+                {"TYPE": "lxc", "DATA": (
+                    "<features><capabilities policy='default'><sys_admin state='off'/>"
+                    "</capabilities></features>"
+                    "<vcpu>4</vcpu>"
+                    "<devices><hostdev mode='capabilities' type='misc'>"
+                    "<source><char>/dev/null</char></source></hostdev></devices>"
+                    "<on_crash>destroy</on_crash>")},
+            ],
+        },
+        vm_dir="/srv/vms/7",
+    )
+
+
+ALL = {"minimal": minimal, "full": full, "raw": raw}

@@ -1,0 +1,117 @@
+"""SshTM on this machine: locally (host ``localhost``) and through a fake ssh command that
+runs the remote script locally, so the ssh code path is exercised without an sshd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from drivers.ssh import SshTM
+from drivers.ssh.remote import Target, target_for_host, target_for_uri
+from oneserver.driver_contract import DiskSpec, DriverError, HostRef, VMSpec
+
+LOCAL = HostRef(0, "localhost")
+
+
+def _vm(vm_id: int, *disks: DiskSpec, **template: str) -> VMSpec:
+    return VMSpec(id=vm_id, name="t", cpu=1, vcpu=1, memory_mb=64, disks=disks, template=template)
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path) -> HostRef:
+    """A host whose SSH_COMMAND drops the destination and runs the command here."""
+    log = tmp_path / "fake-ssh.log"
+    script = tmp_path / "fakessh"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {log}\nshift\nexec sh -c "$*"\n')
+    script.chmod(0o755)
+    return HostRef(5, "node5", {"SSH_COMMAND": str(script)})
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "dir", "tar", "tar.xz"])
+def test_prolog_epilog_local(kind: str, rootfs: tuple[Path, Path], tmp_path: Path) -> None:
+    rdir, tgz = rootfs
+    if kind == "tar.gz":
+        source = tgz
+    elif kind == "dir":
+        source = rdir
+    else:
+        source = tmp_path / f"rootfs.{kind}"
+        flag = "-J" if kind.endswith("xz") else ""
+        subprocess.run(["tar", "-C", rdir, *filter(None, [flag]), "-cf", source, "."], check=True)
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    vm = _vm(11, DiskSpec(0, str(source)), DiskSpec(1, str(rdir), target="/data"))
+    vm_dir = tm.prolog(LOCAL, vm)
+    assert vm_dir == str(tmp_path / "ds" / "11")
+    assert os.access(Path(vm_dir, "disk.0", "sbin", "init"), os.X_OK)
+    assert Path(vm_dir, "disk.1", "bin", "busybox").exists()
+    assert tm.prolog(LOCAL, vm) == vm_dir  # again: same result
+    tm.epilog(LOCAL, vm, keep_disks=True)
+    assert Path(vm_dir).exists()
+    tm.epilog(LOCAL, vm)
+    assert not Path(vm_dir).exists()
+    tm.epilog(LOCAL, vm)  # nothing left: still a success
+
+
+def test_prolog_over_ssh_command(fake_ssh: HostRef, rootfs: tuple[Path, Path],
+                                 tmp_path: Path) -> None:
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    vm = _vm(12, DiskSpec(0, str(rootfs[1])))
+    vm_dir = tm.prolog(fake_ssh, vm)
+    assert Path(vm_dir, "disk.0", "sbin", "init").exists()
+    assert "root@node5" in (tmp_path / "fake-ssh.log").read_text()
+    tm.epilog(fake_ssh, vm)
+    assert not Path(vm_dir).exists()
+
+
+def test_bad_tarball(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tar.gz"
+    bad.write_bytes(b"this is not gzip")
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    with pytest.raises(DriverError, match="not a valid gzip tar"):
+        tm.prolog(LOCAL, _vm(13, DiskSpec(0, str(bad))))
+    assert not (tmp_path / "ds" / "13").exists()
+
+
+@pytest.mark.parametrize("source, message", [
+    ("/nonexistent/rootfs.tar.gz", "does not exist"),
+    ("/etc/hostname", "neither a directory nor"),
+])
+def test_bad_source(source: str, message: str, tmp_path: Path) -> None:
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    with pytest.raises(DriverError, match=message):
+        tm.prolog(LOCAL, _vm(14, DiskSpec(0, source)))
+    assert not (tmp_path / "ds" / "14").exists()
+
+
+def test_missing_init(rootfs: tuple[Path, Path], tmp_path: Path) -> None:
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    vm = _vm(15, DiskSpec(0, str(rootfs[1])), INIT="/usr/bin/missing-init")
+    with pytest.raises(DriverError, match="no executable /usr/bin/missing-init"):
+        tm.prolog(LOCAL, vm)
+    assert not (tmp_path / "ds" / "15").exists()
+    # a rootfs without /sbin/init at all
+    empty = tmp_path / "empty"
+    (empty / "bin").mkdir(parents=True)
+    with pytest.raises(DriverError, match="no executable /sbin/init"):
+        tm.prolog(LOCAL, _vm(16, DiskSpec(0, str(empty))))
+
+
+def test_refuses_shallow_vm_dir() -> None:
+    tm = SshTM({"datastore_dir": "/"})
+    with pytest.raises(DriverError, match="refusing"):
+        tm.epilog(LOCAL, _vm(1))
+
+
+def test_targets() -> None:
+    assert target_for_host(LOCAL, {}).is_local
+    t = target_for_host(HostRef(1, "h1"), {"ssh_command": "ssh -F /x/cfg"})
+    assert t.argv("echo hi") == ["ssh", "-F", "/x/cfg", "root@h1", "sh -c 'echo hi'"]
+    assert target_for_uri("lxc:///system").is_local
+    assert target_for_uri("test:///default").is_local
+    u = target_for_uri("lxc+ssh://root@10.213.1.11:2222/system?command=/s/sshwrap")
+    assert u == Target(address="10.213.1.11", user="root", port=2222, command=("/s/sshwrap",))
+    with pytest.raises(ValueError):
+        target_for_uri("lxc+tls://h1/system")
