@@ -131,7 +131,9 @@ class HostMonitor:
     # Informative attributes merged into the host TEMPLATE (HYPERVISOR, VERSION, ARCH, MODELNAME,
     # CPUSPEED, HOSTNAME…).
     info: Mapping[str, str] = field(default_factory=dict)
-    vms: tuple[VMStatus, ...] = ()
+    # Every domain found on the host. None means "this driver does not report VMs" (the core
+    # then leaves VM states alone); an empty tuple means "no VM runs here".
+    vms: tuple[VMStatus, ...] | None = None
 
 
 class IMDriver(abc.ABC):
@@ -153,6 +155,9 @@ class VMMDriver(abc.ABC):
     """Runs VMs on hosts."""
 
     capabilities: frozenset[Capability] = frozenset()
+    # Drivers whose hosts are models, not machines (dummy, sim), name the TM driver that models
+    # their disks; the system datastore's TM_MAD is used otherwise.
+    transfer_driver: str | None = None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})

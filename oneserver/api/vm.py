@@ -185,6 +185,14 @@ def place(vm: dict[str, Any], host: dict[str, Any], ds_id: int, tm_mad: str) -> 
     _commit(vm, host, [op])
 
 
+def migrate_to(vm: dict[str, Any], src: dict[str, Any], dst: dict[str, Any], ds_id: int,
+               tm_mad: str, uid: int = -1, gid: int = -1) -> None:
+    """Cold-migrate ``vm`` from ``src`` to ``dst`` within the caller's transaction."""
+    op = lifecycle.migrate(vm, src, dst, ds_id, tm_mad, uid, gid)
+    store.save("host", src)
+    _commit(vm, dst, [op])
+
+
 @api("one.vm.action", "si")
 def vm_action(ctx: Context, action: str, oid: int) -> int:
     if action not in lifecycle.VALID_ACTIONS:
@@ -219,9 +227,7 @@ def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_i
             raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
                            oid)
         ds, tm_mad = _system_ds(dst, ds_id)
-        op = lifecycle.migrate(vm, src, dst, ds, tm_mad, ctx.caller.uid, ctx.caller.gid)
-        store.save("host", src)
-        _commit(vm, dst, [op])
+        migrate_to(vm, src, dst, ds, tm_mad, ctx.caller.uid, ctx.caller.gid)
     wakeup.notify()
     return oid
 

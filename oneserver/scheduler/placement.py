@@ -346,13 +346,17 @@ def _reason(cls: _VmClass, hosts: _Hosts, hi: int) -> int:
     return 6
 
 
-def _explain(cls: _VmClass, hosts: _Hosts, dispatch_limited: bool) -> str:
+def _dispatch_limited(dispatched: int) -> str:
+    return f"{_PREFIX}MAX_DISPATCH reached ({dispatched} VMs dispatched this pass)"
+
+
+def _explain(cls: _VmClass, hosts: _Hosts) -> str:
     if hosts.n == 0:
         return NO_HOSTS
     counts = [0] * (len(_REASONS) + 1)
     for hi in range(hosts.n):
         counts[_reason(cls, hosts, hi)] += 1
-    parts = ["MAX_DISPATCH reached"] if dispatch_limited else []
+    parts = []
     for reason, n in zip(_REASONS, counts, strict=False):
         if n:
             parts.append(f"{n} host{'' if n == 1 else 's'}: {reason}")
@@ -443,14 +447,16 @@ class _Pass:
     def run(self, vms: Sequence[PendingVM], messages: dict[int, str]) -> list[Placement]:
         hosts = self.hosts
         placements: list[Placement] = []
-        deferred: list[tuple[int, _VmClass, bool]] = []
+        deferred: list[tuple[int, _VmClass]] = []
         for vm in vms:
             cls = self.classify(vm)
             if isinstance(cls, str):
                 messages[vm.id] = cls
                 continue
             if len(placements) >= self.limits.max_dispatch:
-                deferred.append((vm.id, cls, True))
+                # Not tried, so no per-host counts: they would be speculative, and computing
+                # them costs O(hosts) for every distinct VM class left over.
+                messages[vm.id] = _dispatch_limited(len(placements))
                 continue
             hi = _best_host(cls, hosts, functools.partial(self.candidates, cls))
             if hi is None:
@@ -465,27 +471,26 @@ class _Pass:
         self,
         vm_id: int,
         cls: _VmClass,
-        deferred: list[tuple[int, _VmClass, bool]],
+        deferred: list[tuple[int, _VmClass]],
         messages: dict[int, str],
     ) -> None:
         if cls.req.dynamic:
             # A requirement on RUNNING_VMS & co. may turn true later in the pass, so explain it
             # with the state that made it fail.
-            messages[vm_id] = _explain(cls, self.hosts, dispatch_limited=False)
+            messages[vm_id] = _explain(cls, self.hosts)
         else:
             # Otherwise the hosts only get fuller, and the end-of-pass state explains it as
             # well, computed once per class.
-            deferred.append((vm_id, cls, False))
+            deferred.append((vm_id, cls))
 
     def explain_deferred(
-        self, deferred: list[tuple[int, _VmClass, bool]], messages: dict[int, str]
+        self, deferred: list[tuple[int, _VmClass]], messages: dict[int, str]
     ) -> None:
-        cache: dict[tuple[int, bool], str] = {}
-        for vm_id, cls, limited in deferred:
-            key = (id(cls), limited)
-            text = cache.get(key)
+        cache: dict[int, str] = {}
+        for vm_id, cls in deferred:
+            text = cache.get(id(cls))
             if text is None:
-                text = cache[key] = _explain(cls, self.hosts, limited)
+                text = cache[id(cls)] = _explain(cls, self.hosts)
             messages[vm_id] = text
 
 

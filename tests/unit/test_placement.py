@@ -171,7 +171,7 @@ def test_max_dispatch_message() -> None:
     result = schedule([vm(1), vm(2)], [host(1), host(2, cpu_usage=800)], Policy(), limits)
     assert placed(result) == {1: 1}
     assert result.messages == {
-        2: "Cannot dispatch VM: MAX_DISPATCH reached; 1 host: not enough CPU; 1 left"
+        2: "Cannot dispatch VM: MAX_DISPATCH reached (1 VMs dispatched this pass)"
     }
 
 

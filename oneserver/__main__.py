@@ -1,0 +1,5 @@
+import sys
+
+from oneserver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,203 @@
+"""The scheduler job: read pending VMs and usable hosts, run one placement pass, deploy through
+the same path as ``one.vm.deploy`` (capacity re-checked and reserved in the transaction that
+changes the VM), and tell every VM that stays pending why."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from oneserver import db, store
+from oneserver.api.vm import migrate_to, place
+from oneserver.lifecycle import fits
+from oneserver.scheduler.placement import (
+    HostCandidate, PassLimits, PendingVM, Policy, schedule,
+)
+from oneserver.template import Template
+from oneserver.vmstate import HostState, Lcm, VmState
+
+log = logging.getLogger("oneserver.scheduler")
+
+
+@dataclass
+class SchedConf:
+    interval: float = 15.0
+    max_vm: int = 5000
+    max_dispatch: int = 30
+    max_host: int = 1
+    live_rescheds: int = 0
+    policy: int = 1
+    rank: str = ""
+    wake_on_events: bool = True
+    backoff: float = 60.0  # seconds a host is avoided by a VM whose deploy failed on it
+
+    @classmethod
+    def from_template(cls, t: Template) -> SchedConf:
+        def num(name: str, default: float) -> float:
+            try:
+                return float(t.get_str(name, str(default)))
+            except ValueError:
+                return default
+
+        sched = (t.vectors("DEFAULT_SCHED") or [{}])[0]
+        return cls(
+            interval=num("SCHED_INTERVAL", 15), max_vm=int(num("MAX_VM", 5000)),
+            max_dispatch=int(num("MAX_DISPATCH", 30)), max_host=int(num("MAX_HOST", 1)),
+            live_rescheds=int(num("LIVE_RESCHEDS", 0)),
+            policy=int(sched.get("POLICY", "1") or 1), rank=sched.get("RANK", ""),
+            wake_on_events=t.get_str("WAKE_ON_EVENTS", "YES").upper() != "NO",
+            backoff=num("DEPLOY_BACKOFF", 60),
+        )
+
+
+@dataclass
+class Scheduler:
+    conf: SchedConf
+    # vm id -> {host id: time until which that host is avoided}
+    backoff: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    def note_failure(self, vm_id: int, host_id: int) -> None:
+        self.backoff.setdefault(vm_id, {})[host_id] = time.time() + self.conf.backoff
+
+    def run_pass(self) -> int:
+        """One pass; returns the number of VMs dispatched."""
+        hosts, host_docs = self._hosts()
+        vms, vm_docs = self._vms()
+        if not vms:
+            return 0
+        result = schedule(vms, hosts, Policy(self.conf.policy, self.conf.rank),
+                          PassLimits(self.conf.max_vm, self.conf.max_dispatch,
+                                     self.conf.max_host))
+        placed = 0
+        for p in result.placements:
+            if self._dispatch(p.vm_id, p.host_id):
+                placed += 1
+        self._write_messages(result.messages, vm_docs)
+        return placed
+
+    # -------------------------------------------------------------- reading the pools
+
+    def _hosts(self) -> tuple[list[HostCandidate], dict[int, Any]]:
+        clusters = {r.oid: r.doc for r in db.Cluster.select(db.Cluster.oid, db.Cluster.doc)}
+        out, docs = [], {}
+        rows = db.Host.select(db.Host.doc).where(db.Host.state == HostState.MONITORED)
+        for (doc,) in rows.tuples():
+            share = doc["share"]
+            out.append(HostCandidate(
+                id=doc["id"], name=doc["name"], cluster_id=doc["cluster_id"],
+                max_cpu=share["max_cpu"], cpu_usage=share["cpu_usage"],
+                max_mem=share["max_mem"], mem_usage=share["mem_usage"],
+                running_vms=share["running_vms"],
+                attrs=host_attrs(doc, clusters.get(doc["cluster_id"])),
+            ))
+            docs[doc["id"]] = doc
+        return out, docs
+
+    def _vms(self) -> tuple[list[PendingVM], dict[int, Any]]:
+        now = time.time()
+        q = db.VM.select(db.VM.doc).where(
+            (db.VM.state == VmState.PENDING)
+            | ((db.VM.resched == 1) & ((db.VM.state == VmState.POWEROFF)
+                                       | (db.VM.state == VmState.ACTIVE)))
+        ).order_by(db.VM.oid)
+        vms, docs = [], {}
+        for (doc,) in q.tuples():
+            if doc["state"] == VmState.ACTIVE and doc["lcm_state"] not in (Lcm.RUNNING,
+                                                                           Lcm.UNKNOWN):
+                continue
+            t = Template.from_json(doc["template"])
+            u = Template.from_json(doc["user_template"])
+            auto = t.get_str("AUTOMATIC_REQUIREMENTS")
+            user_req = u.get_str("SCHED_REQUIREMENTS")
+            req = f"{auto} & ( {user_req} )" if auto and user_req else auto or user_req
+            excluded = {h for h, until in self.backoff.get(doc["id"], {}).items() if until > now}
+            if doc["state"] != VmState.PENDING and doc["history"]:
+                excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
+            try:
+                priority = int(u.get_str("USER_PRIORITY", "0") or 0)
+            except ValueError:
+                priority = 0
+            vms.append(PendingVM(
+                id=doc["id"], cpu=float(t.get_str("CPU", "0") or 0),
+                memory_mb=int(float(t.get_str("MEMORY", "0") or 0)), requirements=req,
+                rank=u.get_str("SCHED_RANK"), priority=priority, excluded_hosts=excluded,
+            ))
+            docs[doc["id"]] = doc
+        return vms, docs
+
+    # -------------------------------------------------------------- writing results
+
+    def _dispatch(self, vm_id: int, host_id: int) -> bool:
+        """Deploy (or migrate, for a resched VM) in one transaction; refuse if the VM or the
+        host changed since the pass read them so that nothing is ever over-committed."""
+        with db.write_transaction():
+            vm = store.load("vm", vm_id, for_update=True)
+            host = store.load("host", host_id, for_update=True)
+            if host["state"] != HostState.MONITORED or not fits(host, vm):
+                return False
+            if vm["state"] == VmState.PENDING:
+                place(vm, host, 0, _system_tm())
+                return True
+            if vm["resched"] == 1 and vm["history"]:
+                src = store.load("host", vm["history"][-1]["hid"], for_update=True)
+                migrate_to(vm, src, host, 0, _system_tm())
+                return True
+        return False
+
+    def _write_messages(self, messages: dict[int, str], docs: dict[int, Any]) -> None:
+        stamp = time.strftime("%a %b %d %H:%M:%S %Y")
+        for vm_id, message in messages.items():
+            u = Template.from_json(docs[vm_id]["user_template"])
+            old = u.get_str("SCHED_MESSAGE")
+            if old.partition(" : ")[2] == message:
+                continue  # unchanged: don't rewrite the VM every pass
+            with db.write_transaction():
+                vm = store.load("vm", vm_id, for_update=True)
+                if vm["state"] != VmState.PENDING and not vm["resched"]:
+                    continue
+                u = Template.from_json(vm["user_template"])
+                u.set("SCHED_MESSAGE", f"{stamp} : {message}")
+                vm["user_template"] = u.to_json()
+                store.save("vm", vm)
+
+
+def _system_tm() -> str:
+    return store.load("datastore", 0)["tm_mad"]
+
+
+def host_attrs(doc: dict[str, Any], cluster: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Expression variables of a host in oned's lookup order (TEMPLATE, HOST_SHARE,
+    DATASTORES, MONITORING/CAPACITY, MONITORING/SYSTEM, top level, CLUSTER_TEMPLATE): the
+    first place a name is found wins."""
+    attrs: dict[str, list[str]] = {}
+
+    def put(name: str, value: Any) -> None:
+        if name not in attrs:
+            attrs[name] = [str(value)]
+
+    for name, value in Template.from_json(doc["template"]).items:
+        if isinstance(value, str):
+            attrs.setdefault(name, []).append(value)
+    share = doc["share"]
+    for key, value in share.items():
+        put(key.upper(), value)
+    for key, value in doc["datastores"].items():
+        put(key.upper(), value)
+    mon = doc.get("monitoring") or {}
+    for section in ("capacity", "system"):
+        for key, value in mon.get(section, {}).items():
+            put(key.upper(), value)
+    for key in ("id", "name", "state", "cluster_id", "cluster", "im_mad", "vm_mad"):
+        put(key.upper(), doc[key])
+    put("HOSTNAME", doc["name"])
+    if cluster is not None:
+        for name, value in Template.from_json(cluster["template"]).items:
+            if isinstance(value, str):
+                put(name, value)
+    if "FREE_CPU" not in attrs:
+        put("FREE_CPU", share["max_cpu"] - share["cpu_usage"])
+    put("CURRENT_VMS", "")
+    attrs["CURRENT_VMS"] = [str(v) for v in doc["vms"]]
+    return attrs

@@ -1,0 +1,62 @@
+"""What a driver is told: a VM document turned into a VMSpec, a host into a HostRef."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneserver import settings, store
+from oneserver.driver_contract import DiskSpec, HostRef, NicSpec, VMSpec
+from oneserver.template import Template
+
+
+def host_ref(host: dict[str, Any]) -> HostRef:
+    """The host with its cluster's template under its own (host values win)."""
+    merged = Template()
+    try:
+        cluster = store.load("cluster", host["cluster_id"])
+        merged = Template.from_json(cluster["template"])
+    except Exception:  # noqa: BLE001 - a host whose cluster vanished still runs
+        pass
+    merged.merge(Template.from_json(host["template"]))
+    return HostRef(host["id"], host["name"], merged.as_dict())
+
+
+def _int(value: str, default: int) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        return default
+
+
+def vm_spec(vm: dict[str, Any], vm_mad: str, vm_dir: str | None = None) -> VMSpec:
+    tmpl = Template.from_json(vm["template"])
+    defaults = settings.current().vmm_defaults.get(vm_mad)
+    if defaults is not None:
+        for name in defaults.names():
+            if name not in tmpl:
+                for value in defaults.get_all(name):
+                    tmpl.add(name, value)
+    disks = []
+    for i, d in enumerate(tmpl.vectors("DISK")):
+        disks.append(DiskSpec(
+            disk_id=_int(d.get("DISK_ID", str(i)), i),
+            source=d.get("SOURCE") or d.get("PATH", ""),
+            target=d.get("TARGET", "/" if i == 0 else f"/mnt/disk{i}"),
+            type=d.get("TYPE", "FILE"),
+            readonly=d.get("READONLY", "NO").upper() == "YES",
+            size_mb=_int(d["SIZE"], 0) if "SIZE" in d else None,
+            attrs=dict(d),
+        ))
+    nics = [
+        NicSpec(nic_id=_int(n.get("NIC_ID", str(i)), i), bridge=n.get("BRIDGE"),
+                mac=n.get("MAC"), ip=n.get("IP"), attrs=dict(n))
+        for i, n in enumerate(tmpl.vectors("NIC"))
+    ]
+    return VMSpec(
+        id=vm["id"], name=vm["name"],
+        cpu=float(tmpl.get_str("CPU", "1") or 1),
+        vcpu=_int(tmpl.get_str("VCPU", "1") or "1", 1),
+        memory_mb=_int(tmpl.get_str("MEMORY", "0"), 0),
+        disks=tuple(disks), nics=tuple(nics), template=tmpl.as_dict(),
+        deploy_id=vm["deploy_id"] or None, vm_dir=vm_dir or vm.get("vm_dir"),
+    )
