@@ -1,5 +1,6 @@
 """Loading and saving pool objects: the structured document plus the bodies rendered from it,
-written together so a stored body never disagrees with its document."""
+written together so a stored body never disagrees with its document. Bodies are stored escaped
+for the wire (``wire.Escaped``): a reply copies them out unchanged."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from oneserver import db
-from oneserver.documents import perms_to_int
 from oneserver.documents import host as host_xml
-from oneserver.documents import identity, infra
+from oneserver.documents import identity, infra, perms_to_int
 from oneserver.documents import vm as vm_xml
 from oneserver.errors import not_found
+from oneserver.wire import escape
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,15 @@ def _vm_columns(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         **_owned(doc), "state": doc["state"], "lcm_state": doc["lcm_state"],
         "host_id": hist[-1]["hid"] if hist else -1, "resched": doc["resched"],
-        "body": vm_xml.full(doc), "short_body": vm_xml.short(doc),
-        "ext_body": vm_xml.full(doc, all_history=False) if len(hist) > 1 else None,
+        "body": escape(vm_xml.full(doc)), "short_body": escape(vm_xml.short(doc)),
+        "ext_body": escape(vm_xml.full(doc, all_history=False)) if len(hist) > 1 else None,
     }
 
 
 def _host_columns(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "state": doc["state"], "cluster_id": doc["cluster_id"], "im_mad": doc["im_mad"],
-        "vm_mad": doc["vm_mad"], "body": host_xml.host(doc),
+        "vm_mad": doc["vm_mad"], "body": escape(host_xml.host(doc)),
     }
 
 
@@ -49,7 +50,7 @@ def _user_columns(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "gid": doc["gid"], "password": doc["password"], "auth_driver": doc["auth_driver"],
         "enabled": doc["enabled"], "groups": ",".join(str(g) for g in doc["groups"]),
-        "body": identity.user(doc),
+        "body": escape(identity.user(doc)),
     }
 
 
@@ -58,13 +59,14 @@ KINDS: dict[str, Kind] = {
     "host": Kind(db.Host, "host_pool", "host", "HOST_POOL", _host_columns),
     "user": Kind(db.User, "user_pool", "user", "USER_POOL", _user_columns),
     "group": Kind(db.Group, "group_pool", "group", "GROUP_POOL",
-                  lambda d: {"body": identity.group(d)}),
+                  lambda d: {"body": escape(identity.group(d))}),
     "cluster": Kind(db.Cluster, "cluster_pool", "cluster", "CLUSTER_POOL",
-                    lambda d: {"body": infra.cluster(d)}),
+                    lambda d: {"body": escape(infra.cluster(d))}),
     "datastore": Kind(db.Datastore, "datastore_pool", "datastore", "DATASTORE_POOL",
-                      lambda d: {**_owned(d), "body": infra.datastore(d)}),
+                      lambda d: {**_owned(d), "body": escape(infra.datastore(d))}),
     "template": Kind(db.VMTemplate, "template_pool", "virtual machine template",
-                     "VMTEMPLATE_POOL", lambda d: {**_owned(d), "body": infra.vmtemplate(d)}),
+                     "VMTEMPLATE_POOL",
+                     lambda d: {**_owned(d), "body": escape(infra.vmtemplate(d))}),
 }
 
 

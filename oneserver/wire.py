@@ -22,6 +22,11 @@ FAULT_NO_METHOD = -506
 FAULT_LIMIT = -509
 
 
+class Escaped(str):
+    """Text already escaped for an XML-RPC ``<string>``: stored bodies are kept this way so
+    that info and pool replies are copied out, not escaped again on every call."""
+
+
 def escape(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")
@@ -54,6 +59,8 @@ def success(value: int | str | bool) -> bytes:
         item = f"<value><boolean>{int(value)}</boolean></value>"
     elif type(value) is int:
         item = f"<value><i4>{value}</i4></value>"
+    elif type(value) is Escaped:
+        item = f"<value><string>{value}</string></value>"
     else:
         item = f"<value><string>{escape(value)}</string></value>"
     return (

@@ -82,23 +82,20 @@ def authenticate(session: str) -> Caller:
     user, sep, secret = session.partition(":")
     if not sep or not user:
         raise OneError(AUTHENTICATION, AUTH_FAILED)
-    row = (
-        db.User.select(db.User.oid, db.User.gid, db.User.password, db.User.enabled,
-                       db.User.groups, db.User.doc)
-        .where(db.User.name == user).first()
-    )
-    if row is None or not row.enabled:
+    rows = db.raw(
+        'SELECT u.oid, u.gid, u.password, u.enabled, u.groups, g.name FROM "user" u '
+        'LEFT JOIN "group" g ON g.oid = u.gid WHERE u.name = ?', user)
+    if not rows or not rows[0][3]:
         raise OneError(AUTHENTICATION, AUTH_FAILED)
-    gid = row.gid
-    if hash_password(secret) != row.password:
-        token = _valid_token(row.doc, secret)
+    uid, gid, password, _, groups, gname = rows[0]
+    if hash_password(secret) != password:
+        token = _valid_token(db.User.get_by_id(uid).doc, secret)
         if token is None:
             raise OneError(AUTHENTICATION, AUTH_FAILED)
         if token.get("egid", -1) >= 0:
             gid = token["egid"]
-    groups = frozenset(int(g) for g in row.groups.split(",") if g)
-    gname = db.Group.select(db.Group.name).where(db.Group.oid == gid).scalar() or ""
-    return Caller(row.oid, gid, user, gname, groups)
+            gname = db.Group.select(db.Group.name).where(db.Group.oid == gid).scalar() or ""
+    return Caller(uid, gid, user, gname or "", frozenset(int(g) for g in groups.split(",") if g))
 
 
 def _valid_token(doc: dict[str, Any], secret: str) -> dict[str, Any] | None:
@@ -143,5 +140,12 @@ def dispatch(name: str, params: tuple[Any, ...]) -> int | str:
 def load_all() -> None:
     """Import the modules that register methods."""
     from oneserver.api import (  # noqa: F401
-        cluster, datastore, host, identity, system, vm, vmpool, vmtemplate,
+        cluster,
+        datastore,
+        host,
+        identity,
+        system,
+        vm,
+        vmpool,
+        vmtemplate,
     )

@@ -6,7 +6,6 @@ from oneserver import db, store
 from oneserver.acl import ADMIN, CREATE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
-from oneserver.documents import pool
 from oneserver.errors import ACTION, ALLOCATE, OneError
 
 
@@ -60,7 +59,7 @@ def cluster_info(ctx: Context, oid: int, decrypt: bool) -> str:
 
 @api("one.clusterpool.info")
 def clusterpool_info(ctx: Context) -> str:
-    return pool("CLUSTER_POOL", c.pool_rows(ctx, "cluster", -2, -1, -1))
+    return c.listing(ctx, "cluster", "CLUSTER_POOL")
 
 
 def _move_host(ctx: Context, cid: int, hid: int, to_default: bool) -> int:

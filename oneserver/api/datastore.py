@@ -8,7 +8,6 @@ from oneserver import db, settings, store
 from oneserver.acl import ADMIN, CREATE, MANAGE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
-from oneserver.documents import pool
 from oneserver.errors import ACTION, ALLOCATE, OneError
 from oneserver.template import Template
 
@@ -118,4 +117,4 @@ def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
 
 @api("one.datastorepool.info")
 def datastorepool_info(ctx: Context) -> str:
-    return pool("DATASTORE_POOL", c.pool_rows(ctx, "datastore", -2, -1, -1))
+    return c.listing(ctx, "datastore", "DATASTORE_POOL")

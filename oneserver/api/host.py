@@ -9,7 +9,6 @@ from oneserver import db, store, wakeup
 from oneserver.acl import ADMIN, CREATE, MANAGE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
-from oneserver.documents import pool
 from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
 from oneserver.template import Template
 from oneserver.vmstate import HostState
@@ -109,7 +108,7 @@ def host_monitoring(ctx: Context, oid: int) -> str:
 
 @api("one.hostpool.info")
 def hostpool_info(ctx: Context) -> str:
-    return pool("HOST_POOL", c.pool_rows(ctx, "host", -2, -1, -1))
+    return c.listing(ctx, "host", "HOST_POOL")
 
 
 @api("one.hostpool.monitoring", "i", (-1,))

@@ -13,7 +13,13 @@ from oneserver.api import common as c
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
 from oneserver.errors import (
-    ACTION, ALLOCATE, AUTHORIZATION, INTERNAL, XML_RPC_API, OneError, not_found,
+    ACTION,
+    ALLOCATE,
+    AUTHORIZATION,
+    INTERNAL,
+    XML_RPC_API,
+    OneError,
+    not_found,
 )
 
 RESERVED_USERS = (0, 1)

@@ -10,7 +10,12 @@ from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.errors import (
-    ACTION, ALLOCATE, AUTHORIZATION, XML_RPC_API, OneError, not_found,
+    ACTION,
+    ALLOCATE,
+    AUTHORIZATION,
+    XML_RPC_API,
+    OneError,
+    not_found,
 )
 from oneserver.template import Template
 from oneserver.vmstate import Lcm, VmState

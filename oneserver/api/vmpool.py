@@ -10,11 +10,11 @@ from oneserver import db
 from oneserver.acl import USE
 from oneserver.api import Context, api
 from oneserver.api import common as c
-from oneserver.documents import pool
 from oneserver.documents.vm import history
 from oneserver.errors import XML_RPC_API, OneError
 from oneserver.template import Template
 from oneserver.vmstate import VmState
+from oneserver.wire import Escaped, escape
 
 
 def _state_where(state: int) -> pw.Expression | None:
@@ -47,8 +47,7 @@ def _listing(ctx: Context, flag: int, start: int, end: int, state: int, kv: str,
             where if where is not None else pw.SQL("1=1")) if _kv_matches(r.doc, kv)]
         extra = db.VM.oid << ids
         where = extra if where is None else (where & extra)
-    bodies = c.pool_rows(ctx, "vm", flag, start, end, where, column)
-    return pool("VM_POOL", bodies)
+    return c.listing(ctx, "vm", "VM_POOL", flag, start, end, where, column)
 
 
 @api("one.vmpool.info", "iiiis", (-1, ""))
@@ -71,8 +70,7 @@ def vmpool_infoset(ctx: Context, id_list: str, extended: bool) -> str:
     if not ids:
         return "<VM_POOL></VM_POOL>"
     column = "body" if extended else "short_body"
-    bodies = c.pool_rows(ctx, "vm", -2, -1, -1, db.VM.oid << ids, column)
-    return pool("VM_POOL", bodies)
+    return c.listing(ctx, "vm", "VM_POOL", -2, -1, -1, db.VM.oid << ids, column)
 
 
 @api("one.vmpool.monitoring", "ii", (-1,))
@@ -122,5 +120,7 @@ def vmpool_accounting(ctx: Context, flag: int, start_time: int, end_time: int) -
                 continue
             if end_time >= 0 and h["stime"] > end_time:
                 continue
-            parts.append(history(h).replace("</HISTORY>", r.body + "</HISTORY>"))
-    return "<HISTORY_RECORDS>" + "".join(parts) + "</HISTORY_RECORDS>"
+            # Each record embeds its VM; stored bodies are already escaped for the wire.
+            parts.append(escape(history(h)).replace("&lt;/HISTORY&gt;",
+                                                    r.body + "&lt;/HISTORY&gt;"))
+    return Escaped("&lt;HISTORY_RECORDS&gt;" + "".join(parts) + "&lt;/HISTORY_RECORDS&gt;")

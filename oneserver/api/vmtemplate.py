@@ -7,7 +7,6 @@ from oneserver.acl import CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.api.vm import allocate_vm
-from oneserver.documents import pool
 from oneserver.errors import ALLOCATE, OneError
 from oneserver.lifecycle import now
 from oneserver.template import Template
@@ -119,4 +118,4 @@ def template_unlock(ctx: Context, oid: int) -> int:
 
 @api("one.templatepool.info", "iii", (-1, -1))
 def templatepool_info(ctx: Context, flag: int, start: int, end: int) -> str:
-    return pool("VMTEMPLATE_POOL", c.pool_rows(ctx, "template", flag, start, end))
+    return c.listing(ctx, "template", "VMTEMPLATE_POOL", flag, start, end)

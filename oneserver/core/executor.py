@@ -263,8 +263,8 @@ class Executor:
             self.registry.call("vmm", vmm, method, host_ref(host), vm_spec(vm, vmm))
         except DriverError as exc:
             if expect is None:  # reboot/reset: the VM keeps running, the error is recorded
-                self._write(op, None, lambda v, h: lifecycle.set_error(
-                    v, f"Error {method}ing virtual machine: {exc}"))
+                message = f"Error {method}ing virtual machine: {exc}"
+                self._write(op, None, lambda v, h: lifecycle.set_error(v, message))
             else:
                 self._fail(op, [lcm], f"Error in {method}: {exc}")
             return

@@ -13,7 +13,11 @@ from oneserver import db, store
 from oneserver.api.vm import migrate_to, place
 from oneserver.lifecycle import fits
 from oneserver.scheduler.placement import (
-    HostCandidate, PassLimits, PendingVM, Policy, schedule,
+    HostCandidate,
+    PassLimits,
+    PendingVM,
+    Policy,
+    schedule,
 )
 from oneserver.template import Template
 from oneserver.vmstate import HostState, Lcm, VmState

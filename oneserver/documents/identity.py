@@ -47,13 +47,20 @@ def _group_head(doc: dict[str, Any]) -> str:
     )
 
 
+def _vlan_rules(doc: dict[str, Any]) -> str:
+    # oned 7.4 keeps a group's VLAN rules beside its quotas; group.xsd requires the element.
+    return f"<VLAN_RULES>{cdata('ID', doc['id'])}</VLAN_RULES>"
+
+
 def group(doc: dict[str, Any]) -> str:
-    return _group_head(doc) + QUOTAS + DEFAULT_GROUP_QUOTAS + "</GROUP>"
+    return _group_head(doc) + QUOTAS + _vlan_rules(doc) + DEFAULT_GROUP_QUOTAS + "</GROUP>"
 
 
 def group_in_pool(doc: dict[str, Any]) -> str:
+    """A group inside ``<GROUP_POOL>``: quotas and VLAN rules follow as siblings, as in oned."""
     return (
         _group_head(doc) + "</GROUP>" + f"<QUOTAS><ID>{doc['id']}</ID>{QUOTAS}</QUOTAS>"
+        + _vlan_rules(doc)
     )
 
 
