@@ -45,6 +45,9 @@ def _sched_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", type=int, choices=range(5))
     g.add_argument("--no-wake", action="store_true",
                    help="one pass per interval only, as mm_sched")
+    p.add_argument("--monitor-interval", type=float,
+                   help="seconds between two samples of a host (default: oned.conf's "
+                        "MONITORING_INTERVAL_HOST)")
 
 
 def _sched_flags(args: argparse.Namespace) -> list[str]:
@@ -55,6 +58,8 @@ def _sched_flags(args: argparse.Namespace) -> list[str]:
             flags += [f"--{name.replace('_', '-')}", str(value)]
     if args.no_wake:
         flags.append("--no-wake")
+    if args.monitor_interval is not None:
+        flags += ["--monitor-interval", str(args.monitor_interval)]
     return flags
 
 
@@ -102,7 +107,7 @@ def serve(args: argparse.Namespace) -> int:
 def run_core(args: argparse.Namespace) -> int:
     from oneserver.core import process
     conf = settings.configure(args.data, args.db)
-    process.main(conf.data_dir, conf.db_url, _sched_conf(args, conf))
+    process.main(conf.data_dir, conf.db_url, _sched_conf(args, conf), args.monitor_interval)
     return 0
 
 

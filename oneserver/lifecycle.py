@@ -401,6 +401,21 @@ def fail(vm: Doc, message: str) -> None:
     set_error(vm, message)
 
 
+def requeue(vm: Doc, host: Doc | None, message: str, backoff: float) -> list[Op]:
+    """A deploy the scheduler chose failed: back to PENDING, avoiding that host for
+    ``backoff`` seconds, so one bad host or VM never holds up the others. Returns the cleanup
+    of what the failed attempt left on the host."""
+    close_history(vm)
+    vm["deploy_id"] = ""
+    set_state(vm, VmState.PENDING)
+    set_error(vm, message)
+    if host is None:
+        return []
+    del_capacity(host, vm)
+    vm.setdefault("sched_backoff", {})[str(host["id"])] = time.time() + backoff
+    return [Op("cleanup", host["id"])]
+
+
 def recover(vm: Doc, host: Doc | None, op: int, uid: int, gid: int) -> list[Op]:
     """``one.vm.recover``: 0 failure, 1 success, 2 retry, 3 delete, 4 delete-recreate,
     5 delete-db."""

@@ -177,8 +177,11 @@ def vm_deploy(ctx: Context, oid: int, hid: int, enforce: bool, ds_id: int, nic: 
     return oid
 
 
-def place(vm: dict[str, Any], host: dict[str, Any], ds_id: int, tm_mad: str) -> None:
-    """Deploy ``vm`` on ``host`` within the caller's transaction (also the scheduler's path)."""
+def place(vm: dict[str, Any], host: dict[str, Any], ds_id: int, tm_mad: str,
+          backoff: float | None = None) -> None:
+    """Deploy ``vm`` on ``host`` within the caller's transaction (also the scheduler's path).
+    ``backoff`` (scheduler placements only): if this deploy fails, the VM returns to PENDING
+    and avoids this host for that many seconds, instead of stopping in a failure state."""
     tmpl = Template.from_json(vm["template"])
     tmpl.set("TM_MAD_SYSTEM", tm_mad)
     vm["template"] = tmpl.to_json()
@@ -187,6 +190,8 @@ def place(vm: dict[str, Any], host: dict[str, Any], ds_id: int, tm_mad: str) -> 
         ut.remove("SCHED_MESSAGE")
         vm["user_template"] = ut.to_json()
     op = lifecycle.deploy(vm, host, ds_id, tm_mad)
+    if backoff is not None:
+        op.args["backoff"] = backoff
     _commit(vm, host, [op])
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from oneserver import db, lifecycle, store
+from oneserver import db, lifecycle, operations, store
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
 from oneserver.driver_contract import DriverError
@@ -145,6 +145,18 @@ class Executor:
             lifecycle.fail(vm, message)
         self._write(op, expect, change)
 
+    def _deploy_failed(self, op: db.Operation, lcm: int, message: str) -> None:
+        """A scheduler placement goes back to PENDING with a back-off on this host; a manual
+        ``one.vm.deploy`` stops in the failure state, as in oned."""
+        if "backoff" not in op.args or op.args.get("mode") != "new":
+            self._fail(op, [lcm], message)
+            return
+        backoff = float(op.args["backoff"])
+
+        def change(vm: Doc, host: Doc | None) -> None:
+            operations.enqueue(vm["id"], lifecycle.requeue(vm, host, message, backoff))
+        self._write(op, [lcm], change)
+
     def _settle(self, op: db.Operation, expect: Iterable[int], **extra: Any) -> None:
         def change(vm: Doc, host: Doc | None) -> None:
             vm.update(extra)
@@ -165,6 +177,7 @@ class Executor:
     # ------------------------------------------------------------------ operations
 
     def op_deploy(self, op: db.Operation) -> None:
+        """PROLOG* (TM prolog) → BOOT* (VMM deploy) → RUNNING."""
         vm, host, vmm, tm = self._snapshot(op)
         ref = host_ref(host)
         lcm = vm["lcm_state"]
@@ -172,7 +185,7 @@ class Executor:
             try:
                 vm_dir = self.registry.call("tm", tm, "prolog", ref, vm_spec(vm, vmm))
             except DriverError as exc:
-                self._fail(op, [lcm], f"Error executing image transfer script: {exc}")
+                self._deploy_failed(op, lcm, f"Error executing image transfer script: {exc}")
                 return
             self._write(op, [lcm], lambda v, h: v.update(vm_dir=vm_dir))
             self._to(op, [lcm], PROLOG_NEXT[Lcm(lcm)])
@@ -181,7 +194,7 @@ class Executor:
         try:
             deploy_id = self.registry.call("vmm", vmm, "deploy", ref, vm_spec(vm, vmm))
         except DriverError as exc:
-            self._fail(op, [lcm], f"Error deploying virtual machine: {exc}")
+            self._deploy_failed(op, lcm, f"Error deploying virtual machine: {exc}")
             return
         self._settle(op, [lcm], deploy_id=deploy_id)
 

@@ -26,12 +26,15 @@ POLL_SECONDS = 1.0  # fallback when a wake-up datagram is lost
 
 
 class Core:
-    def __init__(self, conf: settings.Settings, sched: SchedConf | None = None) -> None:
+    def __init__(self, conf: settings.Settings, sched: SchedConf | None = None,
+                 monitor_interval: float | None = None) -> None:
         self.conf = conf
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.registry = Registry(conf.oned_conf)
         self.executor = Executor(self.registry, self.kick)
-        self.monitor = Monitor(self.registry, conf.conf_int("MONITORING_INTERVAL_HOST", 60))
+        if monitor_interval is None:
+            monitor_interval = conf.conf_int("MONITORING_INTERVAL_HOST", 60)
+        self.monitor = Monitor(self.registry, monitor_interval)
         self.scheduler = Scheduler(sched or SchedConf.from_template(conf.sched_conf))
         self.jobs = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self.active = False
@@ -98,12 +101,13 @@ class Core:
         self._kicked.set()
 
 
-def main(data_dir: str, db_url: str | None, sched: SchedConf | None = None) -> None:
+def main(data_dir: str, db_url: str | None, sched: SchedConf | None = None,
+         monitor_interval: float | None = None) -> None:
     conf = settings.configure(data_dir, db_url)
     db.open_database(conf.db_url)
     from oneserver import api
     api.load_all()
-    core = Core(conf, sched)
+    core = Core(conf, sched, monitor_interval)
     signal.signal(signal.SIGTERM, core.stop)
     signal.signal(signal.SIGINT, core.stop)
     core.run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from oneserver import db, store
@@ -59,11 +59,6 @@ class SchedConf:
 @dataclass
 class Scheduler:
     conf: SchedConf
-    # vm id -> {host id: time until which that host is avoided}
-    backoff: dict[int, dict[int, float]] = field(default_factory=dict)
-
-    def note_failure(self, vm_id: int, host_id: int) -> None:
-        self.backoff.setdefault(vm_id, {})[host_id] = time.time() + self.conf.backoff
 
     def run_pass(self) -> int:
         """One pass; returns the number of VMs dispatched."""
@@ -116,7 +111,9 @@ class Scheduler:
             auto = t.get_str("AUTOMATIC_REQUIREMENTS")
             user_req = u.get_str("SCHED_REQUIREMENTS")
             req = f"{auto} & ( {user_req} )" if auto and user_req else auto or user_req
-            excluded = {h for h, until in self.backoff.get(doc["id"], {}).items() if until > now}
+            # Hosts where a deploy of this VM failed recently (lifecycle.requeue).
+            excluded = {int(h) for h, until in doc.get("sched_backoff", {}).items()
+                        if until > now}
             if doc["state"] != VmState.PENDING and doc["history"]:
                 excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
             try:
@@ -142,7 +139,7 @@ class Scheduler:
             if host["state"] != HostState.MONITORED or not fits(host, vm):
                 return False
             if vm["state"] == VmState.PENDING:
-                place(vm, host, 0, _system_tm())
+                place(vm, host, 0, _system_tm(), backoff=self.conf.backoff)
                 return True
             if vm["resched"] == 1 and vm["history"]:
                 src = store.load("host", vm["history"][-1]["hid"], for_update=True)

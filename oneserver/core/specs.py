@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from oneserver import settings, store
@@ -10,7 +11,9 @@ from oneserver.template import Template
 
 
 def host_ref(host: dict[str, Any]) -> HostRef:
-    """The host with its cluster's template under its own (host values win)."""
+    """The host with its cluster's template under its own (host values win). Without a
+    ``DATASTORE_DIR`` of their own, drivers are told where system datastore 0 keeps VM
+    directories, so the IM measures the disk the TM fills."""
     merged = Template()
     try:
         cluster = store.load("cluster", host["cluster_id"])
@@ -18,7 +21,26 @@ def host_ref(host: dict[str, Any]) -> HostRef:
     except Exception:  # noqa: BLE001 - a host whose cluster vanished still runs
         pass
     merged.merge(Template.from_json(host["template"]))
+    if "DATASTORE_DIR" not in merged:
+        merged.set("DATASTORE_DIR", _datastore_dir(0))
     return HostRef(host["id"], host["name"], merged.as_dict())
+
+
+def _datastore_dir(ds_id: int) -> str:
+    """Where system datastore ``ds_id`` keeps VM directories (its BASE_PATH, as oned's
+    ``DATASTORE_LOCATION/<ds id>``)."""
+    try:
+        return str(store.load("datastore", ds_id)["base_path"])
+    except Exception:  # noqa: BLE001 - a datastore that vanished: the configured location
+        return os.path.join(settings.current().datastores_dir, str(ds_id))
+
+
+def _default_vm_dir(vm: dict[str, Any]) -> str | None:
+    """``<system datastore dir>/<vm id>`` for the datastore of the VM's last placement."""
+    history = vm.get("history") or []
+    if not history:
+        return None
+    return os.path.join(_datastore_dir(int(history[-1].get("ds_id", 0))), str(vm["id"]))
 
 
 def _int(value: str, default: int) -> int:
@@ -58,5 +80,6 @@ def vm_spec(vm: dict[str, Any], vm_mad: str, vm_dir: str | None = None) -> VMSpe
         vcpu=_int(tmpl.get_str("VCPU", "1") or "1", 1),
         memory_mb=_int(tmpl.get_str("MEMORY", "0"), 0),
         disks=tuple(disks), nics=tuple(nics), template=tmpl.as_dict(),
-        deploy_id=vm["deploy_id"] or None, vm_dir=vm_dir or vm.get("vm_dir"),
+        deploy_id=vm["deploy_id"] or None,
+        vm_dir=vm_dir or vm.get("vm_dir") or _default_vm_dir(vm),
     )

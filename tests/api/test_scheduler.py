@@ -1,0 +1,87 @@
+"""The scheduler job end to end, through pyone on a private server with dummy hosts: VMs reach
+RUNNING without any one.vm.deploy, an unplaceable VM says why per filter, and a failed deploy
+sends the VM elsewhere instead of blocking it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Server, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def sched_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("sched"), "sqlite")
+    yield srv
+    stop_server(srv)
+
+
+def _monitored(one, *hids: int) -> None:
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if all(one.host.info(h).STATE == 2 for h in hids):
+            return
+        time.sleep(0.05)
+    raise AssertionError("hosts not MONITORED")
+
+
+def _user_template(one, vid: int) -> dict:
+    return dict(one.vm.info(vid).USER_TEMPLATE or {})
+
+
+def test_pending_vms_run_without_deploy_calls(sched_server: Server) -> None:
+    one = sched_server.pyone()
+    hosts = [one.host.allocate(f"s-run-{i}", "dummy", "dummy", -1) for i in range(3)]
+    _monitored(one, *hosts)
+    vms = [one.vm.allocate(f'NAME="run-{i}"\nCPU=0.1\nMEMORY=32\n') for i in range(6)]
+    for vid in vms:
+        sched_server.wait_vm(vid, 3, 3)
+    placed = [one.vm.info(v).HISTORY_RECORDS.HISTORY[-1].HID for v in vms]
+    # Striping (the default policy) spreads them: two per host.
+    assert sorted(placed.count(h) for h in hosts) == [2, 2, 2]
+
+
+def test_requirements_choose_the_host(sched_server: Server) -> None:
+    one = sched_server.pyone()
+    hid = one.host.allocate("s-req-target", "dummy", "dummy", -1)
+    _monitored(one, hid)
+    vid = one.vm.allocate('NAME="req"\nCPU=0.1\nMEMORY=32\n'
+                          'SCHED_REQUIREMENTS="NAME = \\"s-req-*\\""\n')
+    sched_server.wait_vm(vid, 3, 3)
+    assert one.vm.info(vid).HISTORY_RECORDS.HISTORY[-1].HID == hid
+
+
+def test_unplaceable_vm_says_why_per_filter(sched_server: Server) -> None:
+    one = sched_server.pyone()
+    vid = one.vm.allocate('NAME="huge"\nCPU=0.1\nMEMORY=999999999\n')
+    deadline = time.time() + 10
+    message = ""
+    while time.time() < deadline and not message:
+        message = _user_template(one, vid).get("SCHED_MESSAGE", "")
+        time.sleep(0.05)
+    assert "Cannot dispatch VM" in message
+    assert "not enough memory" in message and "0 left" in message, message
+    assert one.vm.info(vid).STATE == 1  # still PENDING
+
+
+def test_failed_deploy_moves_the_vm_to_another_host(sched_server: Server) -> None:
+    one = sched_server.pyone()
+    bad = one.host.allocate("s-bad", "dummy", "dummy", -1)
+    one.host.update(bad, 'DUMMY_FAIL="deploy"\nROLE="failtest"', 1)
+    good = one.host.allocate("s-good", "dummy", "dummy", -1)
+    one.host.update(good, 'ROLE="failtest"', 1)
+    _monitored(one, bad, good)
+    vid = one.vm.allocate('NAME="retry"\nCPU=0.1\nMEMORY=32\n'
+                          'SCHED_REQUIREMENTS="ROLE = failtest"\nSCHED_RANK="- ID"\n')
+    sched_server.wait_vm(vid, 3, 3)
+    vm = one.vm.info(vid)
+    assert vm.HISTORY_RECORDS.HISTORY[-1].HID == good
+    seqs = [h.HID for h in vm.HISTORY_RECORDS.HISTORY]
+    assert seqs[0] == bad, "the first attempt went to the lowest-ranked-ID host"
+    # The ERROR of the failed attempt was cleared by the successful deploy, as oned does.
+    assert "ERROR" not in _user_template(one, vid)
+    # The failed host's capacity was released.
+    assert one.host.info(bad).HOST_SHARE.RUNNING_VMS == 0
