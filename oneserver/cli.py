@@ -15,19 +15,20 @@ from oneserver import bootstrap, db, settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any], data_dir: str, db_url: str) -> None:
+    def __init__(self, options: dict[str, Any], data_dir: str, db_url: str,
+                 etc_dir: str | None) -> None:
         self.options = options
-        self.data_dir, self.db_url = data_dir, db_url
+        self.data_dir, self.db_url, self.etc_dir = data_dir, db_url, etc_dir
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
-        data_dir, db_url = self.data_dir, self.db_url
+        data_dir, db_url, etc_dir = self.data_dir, self.db_url, self.etc_dir
 
         def post_fork(server: Any, worker: Any) -> None:
             from oneserver import wsgi
-            wsgi.setup(data_dir, db_url)
+            wsgi.setup(data_dir, db_url, etc_dir)
 
         self.cfg.set("post_fork", post_fork)
 
@@ -77,7 +78,7 @@ def _sched_conf(args: argparse.Namespace, conf: settings.Settings) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
-    conf = settings.configure(args.data, args.db)
+    conf = settings.configure(args.data, args.db, args.etc)
     os.makedirs(conf.data_dir, exist_ok=True)
     db.open_database(conf.db_url)
     line = bootstrap.bootstrap()
@@ -86,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
     db.database.close()
     core = subprocess.Popen(
         [sys.executable, "-m", "oneserver", "core", "--data", conf.data_dir, "--db",
-         conf.db_url, *_sched_flags(args)])
+         conf.db_url, *(["--etc", args.etc] if args.etc else []), *_sched_flags(args)])
     print(f"oneserver {conf.db_url.split('://')[0]} database, data in {conf.data_dir}; "
           f"XML-RPC at http://{args.host}:{args.port}/RPC2", flush=True)
     try:
@@ -94,7 +95,7 @@ def serve(args: argparse.Namespace) -> int:
             "bind": f"{args.host}:{args.port}", "workers": args.workers,
             "worker_class": "sync", "timeout": 60, "graceful_timeout": 10,
             "accesslog": None, "loglevel": "warning", "preload_app": False,
-        }, conf.data_dir, conf.db_url).run()
+        }, conf.data_dir, conf.db_url, args.etc).run()
     finally:
         core.terminate()
         try:
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="data directory (SQLite database, one_auth, sockets)")
         p.add_argument("--db", default=os.environ.get("ONESERVER_DB"),
                        help="database URL, e.g. postgresql://user:pw@127.0.0.1/oneserver")
+        p.add_argument("--etc", default=os.environ.get("ONESERVER_ETC"),
+                       help="directory with oned.conf, sched.conf and vmm_exec/ "
+                            "(default: the project's etc/)")
         _sched_args(p)
     args = parser.parse_args(argv)
     return serve(args) if args.command == "serve" else run_core(args)

@@ -289,9 +289,9 @@ def action(vm: Doc, name: str, uid: int, gid: int) -> list[Op]:
 def _resume(vm: Doc, uid: int, gid: int, hid: int) -> list[Op]:
     st = vm["state"]
     if st in (VmState.STOPPED, VmState.UNDEPLOYED):
-        record_action(vm, "resume", uid, gid)
-        # Back to PENDING; the scheduler (or one.vm.deploy) picks a host, deploy() then knows
-        # from STOPPED/UNDEPLOYED in prev_state which prolog to run.
+        # Back to PENDING, with no history action (as DispatchManager::resume); the scheduler
+        # (or one.vm.deploy) picks a host, deploy() then knows from resume_from which prolog
+        # to run.
         vm["resume_from"] = st
         set_state(vm, VmState.PENDING)
         return []
@@ -436,8 +436,15 @@ def recover(vm: Doc, host: Doc | None, op: int, uid: int, gid: int) -> list[Op]:
         else:
             finish(vm)
         return ops
-    if st != S.ACTIVE or lcm in (L.RUNNING, L.UNKNOWN) and op != 2:
+    if st != S.ACTIVE:
         raise refuse(vm, "recover")
+    if op in (0, 1) and lcm in (L.RUNNING, L.UNKNOWN):
+        # LifeCycleManager::recover: nothing to do for RUNNING; UNKNOWN is taken as RUNNING.
+        if lcm == L.UNKNOWN:
+            set_state(vm, S.ACTIVE, L.RUNNING)
+        return []
+    if op == 0 and lcm in FAILURE_STATES:
+        return []  # "recover failure from failure state": oned leaves the VM where it is
     if op == 1:
         if lcm not in SETTLED_OK:
             raise refuse(vm, "recover")

@@ -95,6 +95,12 @@ def insert(kind: str, doc: dict[str, Any]) -> None:
 
 def save(kind: str, doc: dict[str, Any]) -> None:
     k = KINDS[kind]
+    if "prev_state" in doc:
+        # oned's VirtualMachinePool::update and HostPool::update call set_prev_state() before
+        # writing, so a stored VM or host always shows PREV_STATE = STATE (7.4.0 replies).
+        doc["prev_state"] = doc["state"]
+        if "prev_lcm_state" in doc:
+            doc["prev_lcm_state"] = doc["lcm_state"]
     k.model.update(name=doc["name"], doc=doc, **k.columns(doc)).where(
         k.model.oid == doc["id"]
     ).execute()

@@ -257,11 +257,13 @@ class _Lexer:
         if char == "=":
             tok = self._tok("EQUAL", start, line, line_start)
             self._skip_blanks(newlines=False)
-            if self.pos >= len(src) or src[self.pos] in "\n#":
-                # "NAME =" then newline (or a comment, or end of input) is an empty value.
-                if self.pos < len(src) and src[self.pos] == "\n":
+            if self.pos < len(src) and src[self.pos] in "\n#":
+                # "NAME =" then newline (or a comment) is an empty value. At the end of input
+                # oned's EQUAL_EMPTY rule (it needs the newline) does not match: a value is
+                # then missing, a syntax error, as in oned's captured reply.
+                if src[self.pos] == "\n":
                     self._advance(self.pos + 1)
-                elif self.pos < len(src):
+                else:
                     self._skip_comment()
                 return tok._replace(kind="EQUAL_EMPTY")
             return tok
@@ -362,7 +364,8 @@ def parse_text(source: str) -> Template:
             continue
         if equal.kind != "EQUAL":
             raise _syntax_error(equal, ("EQUAL",))
-        value = _value(lexer, ("OBRACKET", "STRING"))
+        # oned 7.4's grammar also takes CCDATA here; its messages list it (captured reply).
+        value = _value(lexer, ("OBRACKET", "CCDATA", "STRING"))
         tmpl.items.append((name, _vector(lexer) if value.kind == "OBRACKET" else value.text))
     return _trim_name(tmpl)
 

@@ -69,9 +69,9 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
     return [out]
 
 
-def setup(data_dir: str, db_url: str | None = None) -> None:
+def setup(data_dir: str, db_url: str | None = None, etc_dir: str | None = None) -> None:
     """Prepare a worker process: settings, database connection, method table."""
-    conf = settings.configure(data_dir, db_url)
+    conf = settings.configure(data_dir, db_url, etc_dir)
     db.open_database(conf.db_url)
     wakeup.configure(conf.wakeup_socket)
     api.load_all()

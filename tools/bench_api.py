@@ -179,7 +179,15 @@ def start_server(workers: int, db: str | None) -> Server:
     return server
 
 
-def stop_server(server: Server) -> None:
+def log_tail(server: Server, lines: int = 60) -> str:
+    try:
+        text = (server.tmp / "server.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_server(server: Server, show_log: bool = False) -> None:
     proc = server.proc
     if proc.poll() is None:
         proc.terminate()  # gunicorn stops its workers; ``serve`` then stops the core
@@ -191,6 +199,8 @@ def stop_server(server: Server) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # anything of its session left behind
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+    if show_log and (tail := log_tail(server)):
+        print(f"--- end of the server log ---\n{tail}\n---", file=sys.stderr)
     if server.pg_admin_url and server.pg_name:
         try:
             _pg_drop(server.pg_admin_url, server.pg_name)
@@ -333,9 +343,9 @@ def allocate_bodies(server: Server, prefix: str, n: int) -> list[bytes]:
             for i in range(n)]
 
 
-def setup_calls(server: Server, bodies: list[bytes], what: str) -> None:
+def setup_calls(server: Server, bodies: list[bytes], what: str, clients: int) -> None:
     t0 = time.monotonic()
-    _, _, _, errors, first_error = run_clients(server.port, split(bodies, 4))
+    _, _, _, errors, first_error = run_clients(server.port, split(bodies, clients))
     if errors:
         raise RuntimeError(f"setup of {what}: {errors} failed; first: {first_error[:400]!r}")
     print(f"  created {len(bodies)} {what} in {time.monotonic() - t0:.1f} s", flush=True)
@@ -362,9 +372,10 @@ def wait_monitored(server: Server, hosts: int, timeout: float) -> None:
 def run_all(server: Server, calls: int, pool: int, clients_list: list[int],
             idle_s: float) -> list[Result]:
     results: list[Result] = []
+    setup_clients = min(4, max(clients_list))  # sequential setup when only 1 client is asked
     print(f"setup: {pool} held VMs", flush=True)
     vm_id = server.call("one.vm.allocate", VM_TEMPLATE.format(name="bench-info"), True)
-    setup_calls(server, allocate_bodies(server, "bench-pool", pool - 1), "held VMs")
+    setup_calls(server, allocate_bodies(server, "bench-pool", pool - 1), "held VMs", setup_clients)
 
     info = server.body("one.vm.info", vm_id)
     pool_info = server.body("one.vmpool.info", -2, -1, -1, -1)
@@ -382,7 +393,7 @@ def run_all(server: Server, calls: int, pool: int, clients_list: list[int],
     print(f"setup: {pool} dummy hosts", flush=True)
     host_bodies = [server.body("one.host.allocate", f"bench-host-{i}", "dummy", "dummy", -1)
                    for i in range(pool)]
-    setup_calls(server, host_bodies, "hosts")
+    setup_calls(server, host_bodies, "hosts", setup_clients)
     wait_monitored(server, pool, timeout=300)
     hostpool = server.body("one.hostpool.info")
     for clients in clients_list:
@@ -507,19 +518,22 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     server = None
     started = time.monotonic()
+    failed = True
     try:
         server = start_server(args.workers, args.db)
         pids = {"master": server.proc.pid}
         print(f"server: pid {server.proc.pid}, http://127.0.0.1:{server.port}/RPC2, "
               f"{len(tree_stats(server.proc.pid))} processes", flush=True)
         results = run_all(server, calls, pool, clients_list, idle_s)
+        failed = any(r.errors for r in results)
     except KeyboardInterrupt:
+        failed = False
         print("interrupted; stopping the server", file=sys.stderr)
         return 130
     finally:
         if server is not None:
             master = read_stat(server.proc.pid)
-            stop_server(server)
+            stop_server(server, show_log=failed)
             if master is None:
                 print("note: the server had exited", file=sys.stderr)
 
@@ -530,6 +544,8 @@ def main() -> int:
     print("server CPU = user+system time of gunicorn master + workers + core during the run "
           "/ calls; idle = server CPU ms per wall-second just before the run (core rounds, "
           "monitoring); each call on a fresh TCP connection.")
+    if args.db:
+        print("PostgreSQL's own server processes are not counted in server CPU.")
     print(f"oned 7.4.0 bar (same machine kind): one.vm.info 0.53 ms server CPU/call "
           f"(~1,300 sequential calls/s); one.vmpool.info (1,000 VMs) 2.7 ms; "
           f"one.vm.allocate 289/s.  Total run {time.monotonic() - started:.0f} s.")

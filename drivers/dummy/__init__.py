@@ -10,7 +10,14 @@ from __future__ import annotations
 import threading
 
 from oneserver.driver_contract import (
-    Capability, DriverError, HostMonitor, HostRef, IMDriver, TMDriver, VMMDriver, VMSpec,
+    Capability,
+    DriverError,
+    HostMonitor,
+    HostRef,
+    IMDriver,
+    TMDriver,
+    VMMDriver,
+    VMSpec,
     VMStatus,
 )
 

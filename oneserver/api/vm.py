@@ -305,6 +305,7 @@ def vm_recover(ctx: Context, oid: int, op: int) -> int:
         raise OneError(ACTION, "Wrong recovery operation code", oid)
     with db.write_transaction():
         vm, host = _vm_and_host(ctx, oid, ADMIN)
+        c.check_lock("vm", vm, ADMIN)  # recover is an admin operation: any lock blocks it
         ops = lifecycle.recover(vm, host, op, ctx.caller.uid, ctx.caller.gid)
         _commit(vm, host, ops)
     wakeup.notify()

@@ -59,6 +59,7 @@ class Registry:
                        for kind in ("im", "vm", "tm")}
         self._drivers: dict[tuple[str, str], Any] = {}
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
     def conf(self, kind: str, name: str) -> DriverConf:
@@ -83,13 +84,25 @@ class Registry:
                 self._pools[key] = pool
         return pool.submit(fn, *args)
 
+    def _transfer_slots(self, name: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            slots = self._slots.get(name)
+            if slots is None:
+                slots = self._slots[name] = threading.BoundedSemaphore(
+                    self.conf("tm", name).threads)
+            return slots
+
     def call(self, kind: str, name: str, method: str, *args: Any) -> Any:
         """Call a driver method with the driver's ``-r`` retries on DriverError (an unreachable
-        host is not retried: the monitor decides about hosts)."""
+        host is not retried: the monitor decides about hosts). TM calls run inside a VM's
+        operation, on the VMM pool's thread: the TM's ``-t`` bounds how many run at once."""
         drv = self.driver(kind, name)
         attempts = self.conf(kind, name).retries + 1
         for attempt in range(attempts):
             try:
+                if kind == "tm":
+                    with self._transfer_slots(name):
+                        return getattr(drv, method)(*args)
                 return getattr(drv, method)(*args)
             except dc.HostUnreachable:
                 raise
