@@ -188,25 +188,32 @@ def write_transaction() -> Any:
 _raw_sql: dict[str, str] = {}
 
 
-def raw(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run a hand-written query on the hot paths, where building it with the ORM would cost
-    more than the database itself. ``?`` placeholders; quote table names ("user", "vm")."""
+def _cursor(sql: str, params: tuple[Any, ...]) -> Any:
     db = database.obj
     text = _raw_sql.get(sql)
     if text is None:
         text = _raw_sql[sql] = sql.replace("?", db.param)
-    return db.execute_sql(text, params).fetchall()
+    return db.execute_sql(text, params)
+
+
+def raw(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run a hand-written query on the hot paths, where building it with the ORM would cost
+    more than the database itself. ``?`` placeholders; quote table names ("user", "vm")."""
+    return _cursor(sql, params).fetchall()
+
+
+def execute(sql: str, *params: Any) -> None:
+    """Like :func:`raw`, for a statement that returns no rows."""
+    _cursor(sql, params)
 
 
 def next_oid(table: str) -> int:
-    """Reserve the next id of a pool (inside the caller's write transaction)."""
-    row = PoolControl.get_or_none(PoolControl.tablename == table)
-    if row is None:
-        PoolControl.create(tablename=table, last_oid=0)
-        return 0
-    oid = row.last_oid + 1
-    PoolControl.update(last_oid=oid).where(PoolControl.tablename == table).execute()
-    return oid
+    """Reserve the next id of a pool (inside the caller's write transaction). One atomic
+    UPDATE … RETURNING, so two concurrent transactions can never get the same id."""
+    execute("INSERT INTO pool_control (tablename, last_oid) VALUES (?, -1) "
+        "ON CONFLICT (tablename) DO NOTHING", table)
+    return int(raw("UPDATE pool_control SET last_oid = last_oid + 1 WHERE tablename = ? "
+                   "RETURNING last_oid", table)[0][0])
 
 
 def bump_oid(table: str, at_least: int) -> None:

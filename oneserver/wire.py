@@ -3,6 +3,7 @@ xmlrpc-c server (CRLF line ends, ``i8`` for the replication index)."""
 
 from __future__ import annotations
 
+import re
 import xmlrpc.client
 from typing import Any
 
@@ -14,6 +15,10 @@ _CLOSE = "</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n"
 
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
+
+# Optional BOM, XML declaration, comments and processing instructions, then <methodCall>.
+_ROOT = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<methodCall[\s>]", re.DOTALL)
 
 # xmlrpc-c's fault codes.
 FAULT_PARSE = -503
@@ -38,15 +43,15 @@ def escape(text: str) -> str:
 
 
 def parse_call(body: bytes) -> tuple[str, tuple[Any, ...]]:
-    """Decode a methodCall. Entities and DTDs are refused before parsing, so nothing can expand
-    or reach the network; anything malformed becomes a :class:`Fault`."""
-    head = body[:4096]
-    if b"<!DOCTYPE" in head.upper() or b"<!ENTITY" in body.upper():
+    """Decode a methodCall. DTDs and entities are refused before parsing, so nothing can
+    expand or reach the network; anything malformed becomes a :class:`Fault`."""
+    upper = body.upper()
+    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
         raise Fault(FAULT_PARSE, "XML-RPC request must not contain a DTD or entities")
+    if not _ROOT.match(body):
+        raise Fault(FAULT_PARSE, "Malformed XML-RPC call: the document is not a <methodCall>")
     try:
         params, method = xmlrpc.client.loads(body, use_builtin_types=False)
-    except xmlrpc.client.ResponseError as exc:  # a methodResponse sent as a call
-        raise Fault(FAULT_PARSE, f"Malformed XML-RPC call: {exc}") from None
     except Exception as exc:  # expat errors, bad values, bad base64…
         raise Fault(FAULT_PARSE, f"Malformed XML-RPC call: {exc}") from None
     if not method:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def test_allocate_to_running_on_dummy_host(server, one) -> None:
     hid = one.host.allocate("smoke-h", "dummy", "dummy", -1)
-    vid = one.vm.allocate('NAME="smoke"\nCPU=0.1\nMEMORY=64\n')
+    # The server is shared: pin the VM to this test's host.
+    vid = one.vm.allocate(f'NAME="smoke"\nCPU=0.1\nMEMORY=64\nSCHED_REQUIREMENTS="ID = {hid}"\n')
     server.wait_vm(vid, 3, 3)
     vm = one.vm.info(vid)
     assert vm.HISTORY_RECORDS.HISTORY[0].HID == hid
