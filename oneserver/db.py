@@ -79,6 +79,7 @@ class Host(PoolObject):
     cluster_id = pw.IntegerField(index=True)
     im_mad = pw.CharField()
     vm_mad = pw.CharField()
+    last_monitored = pw.IntegerField(default=0)  # the monitor finds due hosts by it
 
 
 class VMTemplate(OwnedObject):

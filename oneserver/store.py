@@ -43,6 +43,7 @@ def _host_columns(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "state": doc["state"], "cluster_id": doc["cluster_id"], "im_mad": doc["im_mad"],
         "vm_mad": doc["vm_mad"], "body": escape(host_xml.host(doc)),
+        "last_monitored": doc.get("last_monitored", 0),
     }
 
 

@@ -59,19 +59,23 @@ def parse_call(body: bytes) -> tuple[str, tuple[Any, ...]]:
     return method, params
 
 
-def success(value: int | str | bool) -> bytes:
+def success(value: int | str | bool) -> list[bytes]:
+    """The reply as byte chunks: a large document is encoded once and never copied into a
+    bigger string (WSGI writes the chunks one after another)."""
     if type(value) is bool:
         item = f"<value><boolean>{int(value)}</boolean></value>"
     elif type(value) is int:
         item = f"<value><i4>{value}</i4></value>"
-    elif type(value) is Escaped:
-        item = f"<value><string>{value}</string></value>"
     else:
-        item = f"<value><string>{escape(value)}</string></value>"
-    return (
-        _HEAD + _OPEN + "<value><boolean>1</boolean></value>\r\n" + item
-        + "\r\n<value><i4>0</i4></value>\r\n" + _CLOSE
-    ).encode()
+        text = value if type(value) is Escaped else escape(value)
+        return [_SUCCESS_STRING, text.encode(), _SUCCESS_STRING_END]
+    return [(_SUCCESS + item + _SUCCESS_END).encode()]
+
+
+_SUCCESS = _HEAD + _OPEN + "<value><boolean>1</boolean></value>\r\n"
+_SUCCESS_END = "\r\n<value><i4>0</i4></value>\r\n" + _CLOSE
+_SUCCESS_STRING = (_SUCCESS + "<value><string>").encode()
+_SUCCESS_STRING_END = ("</string></value>" + _SUCCESS_END).encode()
 
 
 def failure(message: str, code: int, resp_id: int) -> bytes:

@@ -22,19 +22,19 @@ HEADERS = [("Content-Type", "text/xml; charset=utf-8")]
 StartResponse = Callable[..., Any]
 
 
-def handle(body: bytes) -> bytes:
-    """Answer one XML-RPC request body."""
+def handle(body: bytes) -> list[bytes]:
+    """Answer one XML-RPC request body (the reply as byte chunks)."""
     method = "?"
     try:
         method, params = wire.parse_call(body)
         return wire.success(api.dispatch(method, params))
     except OneError as exc:
-        return wire.failure(f"[{method}] {exc.message}", exc.code, exc.resp_id)
+        return [wire.failure(f"[{method}] {exc.message}", exc.code, exc.resp_id)]
     except Fault as exc:
-        return wire.fault(exc.code, exc.message)
+        return [wire.fault(exc.code, exc.message)]
     except Exception:  # a bug or a database failure: the transaction was rolled back
         log.exception("internal error in %s", method)
-        return wire.failure(f"[{method}] Internal error, see the server log.", INTERNAL, -1)
+        return [wire.failure(f"[{method}] Internal error, see the server log.", INTERNAL, -1)]
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
@@ -62,11 +62,11 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
         return [b""]
     body = _read_body(environ)
     if body is None:
-        out = wire.fault(wire.FAULT_LIMIT, f"Request too large (limit {MAX_BODY} bytes)")
+        out = [wire.fault(wire.FAULT_LIMIT, f"Request too large (limit {MAX_BODY} bytes)")]
     else:
         out = handle(body)
-    start_response("200 OK", HEADERS + [("Content-Length", str(len(out)))])
-    return [out]
+    start_response("200 OK", HEADERS + [("Content-Length", str(sum(map(len, out))))])
+    return out
 
 
 def setup(data_dir: str, db_url: str | None = None, etc_dir: str | None = None) -> None:

@@ -30,24 +30,17 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
-import xmlrpc.client
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import read_stat, self_cpu, tree_cpu, tree_stats  # noqa: E402
+from harness import ROOT, Server, free_port, log_tail, start_server, stop_server  # noqa: E402,F401
+from procstat import read_stat, self_cpu, tree_stats  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 HEADERS = {"Content-Type": "text/xml", "User-Agent": "bench_api"}
 OK = b"<boolean>1</boolean>"
 VM_TEMPLATE = "NAME={name}\nCPU=0.1\nMEMORY=64"
@@ -63,150 +56,6 @@ ORDER = ["one.vm.allocate", "one.vm.info", "one.vmpool.info", "one.hostpool.info
 
 # ---------------------------------------------------------------------------------------------
 # the server
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    session: str
-    tmp: Path
-    db_url: str
-    pg_admin_url: str | None = None
-    pg_name: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/RPC2"
-
-    def call(self, method: str, *params: Any) -> Any:
-        """One call with xmlrpc.client (for setup); raises on a failure answer."""
-        proxy = xmlrpc.client.ServerProxy(self.url)
-        ok, value, *_ = getattr(proxy, method)(self.session, *params)
-        if not ok:
-            raise RuntimeError(f"{method} failed: {value}")
-        return value
-
-    def body(self, method: str, *params: Any) -> bytes:
-        return xmlrpc.client.dumps((self.session, *params), method).encode()
-
-    def cpu(self) -> float:
-        return tree_cpu(self.proc.pid)
-
-    def roles(self) -> dict[str, float]:
-        """CPU seconds so far by role: master, workers, core."""
-        out = {"master": 0.0, "workers": 0.0, "core": 0.0}
-        root = self.proc.pid
-        for stat in tree_stats(root):
-            if stat.pid == root:
-                out["master"] += stat.total
-                continue
-            try:
-                cmd = Path(f"/proc/{stat.pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            out["core" if b"core" in cmd else "workers"] += stat.total
-        return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_create(admin_url: str) -> tuple[str, str]:
-    import psycopg2
-    name = f"oneserver_bench_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    conn.close()
-    return admin_url.rsplit("/", 1)[0] + "/" + name, name
-
-
-def _pg_drop(admin_url: str, name: str) -> None:
-    import psycopg2
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-    conn.close()
-
-
-def start_server(workers: int, db: str | None) -> Server:
-    tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
-    data = tmp / "data"
-    data.mkdir()
-    password = secrets.token_hex(12)
-    auth = tmp / "one_auth"
-    auth.write_text(f"oneadmin:{password}\n")
-    pg_name = None
-    if db:
-        db_url, pg_name = _pg_create(db)
-    else:
-        db_url = f"sqlite:///{data / 'one.db'}"
-    port = free_port()
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed by the server's exit
-    # Its own session: a Ctrl-C in the terminal reaches us, and we stop the server in order.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oneserver", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data", str(data), "--db", db_url, "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-        env=dict(os.environ, ONE_AUTH=str(auth)), start_new_session=True)
-    log.close()
-    server = Server(proc, port, f"oneadmin:{password}", tmp, db_url, db, pg_name)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + (tmp / "server.log").read_text())
-            with contextlib.suppress(OSError, xmlrpc.client.Error):
-                if server.call("one.system.version"):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not answer:\n" + (tmp / "server.log").read_text())
-            time.sleep(0.1)
-        # Wait for every worker to be up, so that their start-up is not counted.
-        deadline = time.monotonic() + 30
-        while len(tree_stats(proc.pid)) < workers + 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def log_tail(server: Server, lines: int = 60) -> str:
-    try:
-        text = (server.tmp / "server.log").read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def stop_server(server: Server, show_log: bool = False) -> None:
-    proc = server.proc
-    if proc.poll() is None:
-        proc.terminate()  # gunicorn stops its workers; ``serve`` then stops the core
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything of its session left behind
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    if show_log and (tail := log_tail(server)):
-        print(f"--- end of the server log ---\n{tail}\n---", file=sys.stderr)
-    if server.pg_admin_url and server.pg_name:
-        try:
-            _pg_drop(server.pg_admin_url, server.pg_name)
-        except Exception as exc:  # noqa: BLE001 - report, keep cleaning up
-            print(f"could not drop database {server.pg_name}: {exc}", file=sys.stderr)
-    shutil.rmtree(server.tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -184,7 +184,9 @@ def listing(ctx: Context, kind: str, root: str, flag: int = -2, start: int = -1,
             where: pw.Expression | None = None, column: str = "body") -> Escaped:
     """A pool document made of stored bodies (already escaped for the wire)."""
     rows = pool_rows(ctx, kind, flag, start, end, where, column)
-    return Escaped(f"&lt;{root}&gt;" + "".join(rows) + f"&lt;/{root}&gt;")
+    rows.insert(0, f"&lt;{root}&gt;")
+    rows.append(f"&lt;/{root}&gt;")
+    return Escaped("".join(rows))
 
 
 def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,

@@ -44,10 +44,9 @@ class Monitor:
         """Start a sample of every host whose last one is older than the interval."""
         now = time.time()
         started = 0
-        rows = db.Host.select(db.Host.oid, db.Host.im_mad, db.Host.state, db.Host.doc).tuples()
-        for hid, im, state, doc in list(rows):
-            if state == HostState.OFFLINE or now - doc.get("last_monitored", 0) < self.interval:
-                continue
+        rows = db.raw('SELECT oid, im_mad FROM "host" WHERE state <> ? AND last_monitored <= ?',
+                      int(HostState.OFFLINE), int(now - self.interval))
+        for hid, im in rows:
             with self._lock:
                 if hid in self._busy:
                     continue

@@ -62,10 +62,10 @@ class Scheduler:
 
     def run_pass(self) -> int:
         """One pass; returns the number of VMs dispatched."""
-        hosts, host_docs = self._hosts()
         vms, vm_docs = self._vms()
         if not vms:
-            return 0
+            return 0  # the common case on a wake-up: don't read the host pool at all
+        hosts, _ = self._hosts()
         result = schedule(vms, hosts, Policy(self.conf.policy, self.conf.rank),
                           PassLimits(self.conf.max_vm, self.conf.max_dispatch,
                                      self.conf.max_host))
