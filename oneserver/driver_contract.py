@@ -43,11 +43,9 @@ class Capability(enum.Enum):
     REBOOT = "reboot"
     RESET = "reset"                  # reboot-hard
     SUSPEND = "suspend"              # suspend/resume keeping memory (LXC: freezer)
-    SAVE = "save"                    # checkpoint to disk (stop)
     MIGRATE_COLD = "migrate"
     MIGRATE_LIVE = "migrate-live"
     RESIZE_LIVE = "resize-live"      # change CPU/memory of a running VM
-    POWEROFF_KEEPS_DISKS = "poweroff"
 
 
 @dataclass(frozen=True)
@@ -234,8 +232,3 @@ def load(kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
         raise DriverError(f"no {kind} driver named {name!r}")
     cls = next(iter(found)).load()
     return cls(options)
-
-
-def available(kind: str) -> list[str]:
-    """Names of the installed drivers of one kind."""
-    return sorted(ep.name for ep in entry_points(group=GROUPS[kind]))

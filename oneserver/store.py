@@ -21,7 +21,6 @@ class Kind:
     model: type[db.PoolObject]
     table: str             # pool_control name, as oned's tables
     obj_name: str          # as in oned's messages ("virtual machine")
-    pool_root: str
     columns: Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -56,17 +55,16 @@ def _user_columns(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 KINDS: dict[str, Kind] = {
-    "vm": Kind(db.VM, "vm_pool", "virtual machine", "VM_POOL", _vm_columns),
-    "host": Kind(db.Host, "host_pool", "host", "HOST_POOL", _host_columns),
-    "user": Kind(db.User, "user_pool", "user", "USER_POOL", _user_columns),
-    "group": Kind(db.Group, "group_pool", "group", "GROUP_POOL",
+    "vm": Kind(db.VM, "vm_pool", "virtual machine", _vm_columns),
+    "host": Kind(db.Host, "host_pool", "host", _host_columns),
+    "user": Kind(db.User, "user_pool", "user", _user_columns),
+    "group": Kind(db.Group, "group_pool", "group",
                   lambda d: {"body": escape(identity.group(d))}),
-    "cluster": Kind(db.Cluster, "cluster_pool", "cluster", "CLUSTER_POOL",
+    "cluster": Kind(db.Cluster, "cluster_pool", "cluster",
                     lambda d: {"body": escape(infra.cluster(d))}),
-    "datastore": Kind(db.Datastore, "datastore_pool", "datastore", "DATASTORE_POOL",
+    "datastore": Kind(db.Datastore, "datastore_pool", "datastore",
                       lambda d: {**_owned(d), "body": escape(infra.datastore(d))}),
     "template": Kind(db.VMTemplate, "template_pool", "virtual machine template",
-                     "VMTEMPLATE_POOL",
                      lambda d: {**_owned(d), "body": escape(infra.vmtemplate(d))}),
 }
 
@@ -82,6 +80,11 @@ def load(kind: str, oid: int, for_update: bool = False) -> dict[str, Any]:
     if row is None:
         raise not_found(k.obj_name, oid)
     return row.doc
+
+
+def next_id(kind: str) -> int:
+    """Reserve the id of a new object of that kind (ids are never reused)."""
+    return db.next_oid(KINDS[kind].table)
 
 
 def exists(kind: str, oid: int) -> bool:

@@ -101,7 +101,7 @@ class LxcVMM(VMMDriver):
 
     capabilities = frozenset({
         Capability.SHUTDOWN, Capability.CANCEL, Capability.REBOOT, Capability.RESET,
-        Capability.SUSPEND, Capability.RESIZE_LIVE, Capability.POWEROFF_KEEPS_DISKS,
+        Capability.SUSPEND, Capability.RESIZE_LIVE,
     })
 
     def __init__(self, options: Mapping[str, Any] | None = None,

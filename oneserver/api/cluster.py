@@ -18,7 +18,7 @@ def cluster_allocate(ctx: Context, name: str) -> int:
         if taken is not None:
             raise OneError(ALLOCATE, f"Error allocating a new cluster. NAME is already taken "
                                      f"by CLUSTER {taken}.")
-        oid = db.next_oid("cluster_pool")
+        oid = store.next_id("cluster")
         store.insert("cluster", {"id": oid, "name": name, "hosts": [], "datastores": [],
                                  "vnets": [], "template": []})
     return oid

@@ -241,8 +241,3 @@ def new_owned_doc(ctx: Context, oid: int, name: str) -> dict[str, Any]:
     }
 
 
-def chmod_bits(params: list[int]) -> list[int]:
-    return list(params[:9])
-
-
-__all__ = ["USE", "MANAGE", "ADMIN", "ACTION"]

@@ -53,7 +53,7 @@ def datastore_allocate(ctx: Context, text: str, cluster_id: int) -> int:
                                      f"taken by DATASTORE {taken}.")
         cid = cluster_id if cluster_id >= 0 else 0
         cluster = store.load("cluster", cid, for_update=True)
-        oid = db.next_oid("datastore_pool")
+        oid = store.next_id("datastore")
         store.insert("datastore", new_datastore(ctx, oid, name, tmpl, [cid]))
         cluster["datastores"].append(oid)
         store.save("cluster", cluster)

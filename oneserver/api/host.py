@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from oneserver import db, store, wakeup
-from oneserver.acl import ADMIN, CREATE, MANAGE, Target
+from oneserver.acl import ADMIN, CREATE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
@@ -40,7 +40,7 @@ def host_allocate(ctx: Context, name: str, im: str, vmm: str, cluster_id: int) -
             raise OneError(ALLOCATE, f"Error allocating a new host. NAME is already taken by "
                                      f"HOST {taken}.")
         cluster = store.load("cluster", cluster_id if cluster_id >= 0 else 0, for_update=True)
-        oid = db.next_oid("host_pool")
+        oid = store.next_id("host")
         store.insert("host", new_host(oid, name, im, vmm, cluster))
         cluster["hosts"].append(oid)
         store.save("cluster", cluster)
@@ -122,5 +122,3 @@ def hostpool_monitoring(ctx: Context, seconds: int) -> str:
         return "<MONITORING_DATA>" + "".join(last.values()) + "</MONITORING_DATA>"
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
 
-
-__all__ = ["MANAGE"]

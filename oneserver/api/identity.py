@@ -72,7 +72,7 @@ def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: l
                                      f"USER {taken}.")
         for gid in gids:
             store.load("group", gid)
-        oid = db.next_oid("user_pool")
+        oid = store.next_id("user")
         doc = new_user(oid, name, password, driver, gids[:1])
         for gid in gids:
             _join(doc, gid)
@@ -218,7 +218,7 @@ def group_allocate(ctx: Context, name: str) -> int:
         if taken is not None:
             raise OneError(ALLOCATE, f"Error allocating a new group. NAME is already taken by "
                                      f"GROUP {taken}.")
-        oid = db.next_oid("group_pool")
+        oid = store.next_id("group")
         store.insert("group", {"id": oid, "name": name, "template": [], "users": [],
                                "admins": []})
     return oid

@@ -15,7 +15,6 @@ from oneserver.errors import (
     AUTHORIZATION,
     XML_RPC_API,
     OneError,
-    not_found,
 )
 from oneserver.template import Template
 from oneserver.vmstate import Lcm, VmState
@@ -114,7 +113,7 @@ def allocate_vm(ctx: Context, tmpl: Template, hold: bool) -> int:
     """Insert a VM (inside the caller's write transaction) and return its id."""
     ctx.check(Target("vm"), CREATE)
     _check_restricted(ctx, tmpl)
-    oid = db.next_oid("vm_pool")
+    oid = store.next_id("vm")
     doc = build(ctx, oid, tmpl, hold)
     store.insert("vm", doc)
     return oid
@@ -357,10 +356,3 @@ def vm_monitoring(ctx: Context, oid: int) -> str:
     rows = (db.VMMonitoring.select(db.VMMonitoring.body).where(db.VMMonitoring.vm_id == oid)
             .order_by(db.VMMonitoring.timestamp))
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
-
-
-def get_vm(oid: int) -> dict[str, Any]:
-    try:
-        return store.load("vm", oid)
-    except OneError:
-        raise not_found("virtual machine", oid) from None

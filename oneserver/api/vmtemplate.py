@@ -13,7 +13,7 @@ from oneserver.template import Template
 
 
 def _insert(ctx: Context, name: str, tmpl: Template) -> int:
-    oid = db.next_oid("template_pool")
+    oid = store.next_id("template")
     name = name or f"template-{oid}"
     c.valid_name(name)
     taken = store.name_taken("template", name, ctx.caller.uid)
