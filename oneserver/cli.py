@@ -5,36 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
-from oneserver import bootstrap, db, settings
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any], data_dir: str, db_url: str,
-                 etc_dir: str | None) -> None:
-        self.options = options
-        self.data_dir, self.db_url, self.etc_dir = data_dir, db_url, etc_dir
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-        data_dir, db_url, etc_dir = self.data_dir, self.db_url, self.etc_dir
-
-        def post_fork(server: Any, worker: Any) -> None:
-            from oneserver import wsgi
-            wsgi.setup(data_dir, db_url, etc_dir)
-
-        self.cfg.set("post_fork", post_fork)
-
-    def load(self) -> Any:
-        from oneserver.wsgi import application
-        return application
+from oneserver import bootstrap, db, settings, supervisor
+from oneserver.supervisor import Child, supervise
 
 
 def _sched_args(p: argparse.ArgumentParser) -> None:
@@ -85,30 +60,30 @@ def serve(args: argparse.Namespace) -> int:
     if line:
         print(line, flush=True)
     db.database.close()
-    core = subprocess.Popen(
-        [sys.executable, "-m", "oneserver", "core", "--data", conf.data_dir, "--db",
-         conf.db_url, *(["--etc", args.etc] if args.etc else []), *_sched_flags(args)])
+    common = ["--data", conf.data_dir, "--db", conf.db_url,
+              *(["--etc", args.etc] if args.etc else [])]
+    me = [sys.executable, "-m", "oneserver"]
+    children = [
+        Child("API", [*me, "api", "--host", args.host, "--port", str(args.port),
+                      "--workers", str(args.workers), *common], restart=False),
+        Child("core", [*me, "core", *common, *_sched_flags(args)], restart=True),
+    ]
     print(f"oneserver {conf.db_url.split('://')[0]} database, data in {conf.data_dir}; "
           f"XML-RPC at http://{args.host}:{args.port}/RPC2", flush=True)
-    try:
-        _Gunicorn({
-            "bind": f"{args.host}:{args.port}", "workers": args.workers,
-            "worker_class": "sync", "timeout": 60, "graceful_timeout": 10,
-            "accesslog": None, "loglevel": "warning", "preload_app": False,
-        }, conf.data_dir, conf.db_url, args.etc).run()
-    finally:
-        core.terminate()
-        try:
-            core.wait(15)
-        except subprocess.TimeoutExpired:
-            core.kill()
+    return supervise(children)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    conf = settings.configure(args.data, args.db, args.etc)
+    supervisor.run_api(args.host, args.port, args.workers, conf.data_dir, conf.db_url, args.etc)
     return 0
 
 
 def run_core(args: argparse.Namespace) -> int:
     from oneserver.core import process
-    conf = settings.configure(args.data, args.db)
-    process.main(conf.data_dir, conf.db_url, _sched_conf(args, conf), args.monitor_interval)
+    conf = settings.configure(args.data, args.db, args.etc)
+    process.main(conf.data_dir, conf.db_url, _sched_conf(args, conf), args.monitor_interval,
+                 args.etc)
     return 0
 
 
@@ -120,10 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oneserver")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve XML-RPC (API workers) and run the core")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=2633)
-    s.add_argument("--workers", type=int, default=4)
-    for p in (s, sub.add_parser("core", help="run only the core (lease-elected)")):
+    a = sub.add_parser("api", help="serve XML-RPC only (no core)")
+    for p in (s, a):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=2633)
+        p.add_argument("--workers", type=int, default=4)
+    for p in (s, a, sub.add_parser("core", help="run only the core (lease-elected)")):
         p.add_argument("--data", default=os.environ.get("ONESERVER_DATA", "data"),
                        help="data directory (SQLite database, one_auth, sockets)")
         p.add_argument("--db", default=os.environ.get("ONESERVER_DB"),
@@ -133,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
                             "(default: the project's etc/)")
         _sched_args(p)
     args = parser.parse_args(argv)
-    return serve(args) if args.command == "serve" else run_core(args)
+    return {"serve": serve, "api": run_api, "core": run_core}[args.command](args)

@@ -119,6 +119,37 @@ def remove(call: Call, prefix: str, timeout: float = 120.0) -> int:
     return len(hosts)
 
 
+def write_etc(dst: Path, options: dict[str, str], vm_threads: int = 15, tm_threads: int = 15,
+              im_threads: int = 15, sched: dict[str, str] | None = None) -> Path:
+    """A copy of the project's etc/ in ``dst`` whose sim IM_MAD/VM_MAD/TM_MAD blocks carry the
+    given ``-t`` threads and ``-o KEY=VALUE`` options (and sched.conf keys, if given)."""
+    import shutil
+
+    from harness import ROOT
+    shutil.copytree(ROOT / "etc", dst, dirs_exist_ok=True)
+    conf = dst / "oned.conf"
+    text = re.sub(r'(?m)^(IM|VM|TM)_MAD\s*=\s*\[[^\]]*NAME\s*=\s*"sim"[^\]]*\]\s*\n', "",
+                  conf.read_text())
+    opts = " ".join(f"-o {k}={v}" for k, v in sorted(options.items()))
+    text += (f'\n# sim drivers for this run (written by tools/sim_hosts.py)\n'
+             f'IM_MAD = [ NAME = "sim", EXECUTABLE = "sim", ARGUMENTS = "-r 0 -t {im_threads} '
+             f'{opts}" ]\n'
+             f'VM_MAD = [ NAME = "sim", EXECUTABLE = "sim", ARGUMENTS = "-r 0 -t {vm_threads} '
+             f'{opts}", TYPE = "xml" ]\n'
+             f'TM_MAD = [ NAME = "sim", EXECUTABLE = "sim", ARGUMENTS = "-r 0 -t {tm_threads} '
+             f'{opts}" ]\n')
+    conf.write_text(text)
+    if sched:
+        path = dst / "sched.conf"
+        body = path.read_text()
+        for key, value in sched.items():
+            body, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", body)
+            if not n:
+                body += f"{key} = {value}\n"
+        path.write_text(body)
+    return dst
+
+
 def one_auth() -> str:
     path = os.environ.get("ONE_AUTH") or os.path.expanduser("~/.one/one_auth")
     return Path(path).read_text().strip()

@@ -102,8 +102,8 @@ class Core:
 
 
 def main(data_dir: str, db_url: str | None, sched: SchedConf | None = None,
-         monitor_interval: float | None = None) -> None:
-    conf = settings.configure(data_dir, db_url)
+         monitor_interval: float | None = None, etc_dir: str | None = None) -> None:
+    conf = settings.configure(data_dir, db_url, etc_dir)
     db.open_database(conf.db_url)
     from oneserver import api
     api.load_all()

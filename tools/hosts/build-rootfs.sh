@@ -31,10 +31,12 @@ mkdir -p "$DIR"/{bin,sbin,proc,sys,dev,tmp,etc,root,run,var,usr/bin,usr/sbin}
 chmod 1777 "$DIR/tmp"
 cp -f "$BUSYBOX" "$DIR/bin/busybox"
 count=0
+# Hard links, as `busybox --install` makes them: creating ~270 symlinks costs 0.2 s on this
+# machine's ext4 (symlinkat is 0.8 ms each) every time a VM's rootfs is unpacked, hard links 10 ms.
 for applet in $("$DIR/bin/busybox" --list); do
     # Leave a name alone if it already exists (our own /sbin/init lives in sbin, not bin).
-    if [ ! -e "$DIR/bin/$applet" ]; then
-        ln -s busybox "$DIR/bin/$applet"
+    if [ ! -e "$DIR/bin/$applet" ] && [ ! -L "$DIR/bin/$applet" ]; then
+        ln "$DIR/bin/busybox" "$DIR/bin/$applet"
         count=$((count + 1))
     fi
 done
