@@ -3,11 +3,13 @@ host turns MONITORED with fixed capacity (8 cores, 16 GiB, as oned's dummy probe
 action succeeds at once. For tests and for trying the API; never a stand-in for a real host.
 
 Options (from the oned.conf driver block's ``-o KEY=VALUE`` or host template):
-``DUMMY_FAIL`` = ``deploy`` makes deploys fail, to exercise failure paths."""
+``DUMMY_FAIL`` = ``deploy`` makes deploys fail, to exercise failure paths;
+``DUMMY_DELAY`` = seconds every deploy and shutdown takes, to catch VMs in transient states."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from oneserver.driver_contract import (
     Capability,
@@ -48,6 +50,9 @@ class DummyVMM(VMMDriver):
         self._state: dict[int, str] = {}
 
     def _fail(self, host: HostRef, action: str) -> None:
+        delay = host.template.get("DUMMY_DELAY")
+        if delay and action in ("deploy", "shutdown"):
+            time.sleep(float(delay))
         if host.template.get("DUMMY_FAIL") == action or self.options.get("fail") == action:
             raise DriverError(f"dummy {action} failure requested by DUMMY_FAIL")
 
