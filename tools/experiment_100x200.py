@@ -1,6 +1,6 @@
 """The classic OpenNebula experiment "100 VMs on 200 hosts", on simulated hosts.
 
-    python tools/experiment_100x200.py [--speed 60] [--setups a,b,c,z] [--out docs/experiment]
+    python tools/experiment_100x200.py [--speed 10] [--setups a,b,c,z] [--out docs/experiment]
 
 200 sim hosts with local disks (drivers/sim, docs/sim.md), packing policy, then 100
 ``one.vm.allocate`` calls in a row from one XML-RPC client, as the original's 100 ``onevm
@@ -77,10 +77,12 @@ SETUPS = {
                wake=False, cache=False, vm_threads=15, tm_threads=15),
     "b": Setup("b", "original tuned run (180 s, 200/pass, cache, 100 threads)", 180, 200, 1,
                wake=False, cache=True, vm_threads=100, tm_threads=100),
+    # etc/oned.conf's sim blocks: VM_MAD -t 100 (a VM_MAD thread carries prolog + boot in
+    # oneserver), TM_MAD -t 15.
     "c": Setup("c", "oneserver defaults (wake on events, cache on)", 15, 30, 1,
-               wake=True, cache=True, vm_threads=15, tm_threads=15),
+               wake=True, cache=True, vm_threads=100, tm_threads=15),
     "z": Setup("z", "check: oneserver defaults, zero transfer and boot", 15, 30, 1,
-               wake=True, cache=True, vm_threads=15, tm_threads=15, image_mb=0, boot_s=0),
+               wake=True, cache=True, vm_threads=100, tm_threads=15, image_mb=0, boot_s=0),
 }
 
 
@@ -328,7 +330,8 @@ def summary(runs: list[Run]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--speed", type=float, default=60.0, help="sim seconds per wall second")
+    p.add_argument("--speed", type=float, default=10.0,
+                   help="sim seconds per wall second (see docs/sim.md on choosing it)")
     p.add_argument("--setups", default="a,b,c,z")
     p.add_argument("--hosts", type=int, default=200)
     p.add_argument("--vms", type=int, default=100)

@@ -25,13 +25,19 @@ def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(p) for p in (task / "children").read_text().split()]
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that just ended
+            continue
     return out
 
 
 def _role(pid: int, role: str) -> int:
     for child in _children(pid):
-        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:  # exited meanwhile
+            continue
         if role.encode() in argv[:4]:
             return child
     raise AssertionError(f"no {role} process under {pid}")
