@@ -85,3 +85,26 @@ def test_failed_deploy_moves_the_vm_to_another_host(sched_server: Server) -> Non
     assert "ERROR" not in _user_template(one, vid)
     # The failed host's capacity was released.
     assert one.host.info(bad).HOST_SHARE.RUNNING_VMS == 0
+
+
+def test_resched_moves_the_vm_by_cold_migration(sched_server: Server) -> None:
+    one = sched_server.pyone()
+    a = one.host.allocate("s-mig-a", "dummy", "dummy", -1)
+    one.host.update(a, 'ROLE="migtest"', 1)
+    vid = one.vm.allocate('NAME="mig"\nCPU=0.1\nMEMORY=32\nSCHED_REQUIREMENTS="ROLE = migtest"\n')
+    _monitored(one, a)
+    sched_server.wait_vm(vid, 3, 3)
+    assert one.vm.info(vid).HISTORY_RECORDS.HISTORY[-1].HID == a
+    b = one.host.allocate("s-mig-b", "dummy", "dummy", -1)
+    one.host.update(b, 'ROLE="migtest"', 1)
+    _monitored(one, b)
+    one.vm.action("resched", vid)
+    deadline = time.time() + 15
+    while time.time() < deadline and one.vm.info(vid).HISTORY_RECORDS.HISTORY[-1].HID != b:
+        time.sleep(0.05)
+    sched_server.wait_vm(vid, 3, 3)
+    vm = one.vm.info(vid)
+    assert [h.HID for h in vm.HISTORY_RECORDS.HISTORY] == [a, b]
+    assert vm.HISTORY_RECORDS.HISTORY[0].ACTION == 1  # closed by a migration
+    assert vm.RESCHED == 0
+    assert one.host.info(a).HOST_SHARE.RUNNING_VMS == 0
