@@ -51,7 +51,10 @@ def _user(oid: int, name: str, password: str, driver: str) -> None:
 
 def _datastore(oid: int, name: str, type_name: str, ds_mad: str, tm_mad: str, type_: int,
                base: str) -> None:
-    tmpl = Template([("TYPE", type_name), ("TM_MAD", tm_mad), ("DS_MAD", ds_mad)])
+    # RESTRICTED_DIRS/SAFE_DIRS as oned 7.4 sets them: images register from /var/tmp only,
+    # until an administrator names other safe directories (one.datastore.update).
+    tmpl = Template([("TYPE", type_name), ("TM_MAD", tm_mad), ("DS_MAD", ds_mad),
+                     ("RESTRICTED_DIRS", "/"), ("SAFE_DIRS", "/var/tmp")])
     if type_ == 1:
         tmpl.remove("DS_MAD")
     store.insert("datastore", {

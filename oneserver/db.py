@@ -86,6 +86,11 @@ class VMTemplate(OwnedObject):
     pass
 
 
+class Image(OwnedObject):
+    state = pw.IntegerField(index=True)
+    datastore_id = pw.IntegerField(index=True)
+
+
 class VM(OwnedObject):
     state = pw.IntegerField(index=True)
     lcm_state = pw.IntegerField()
@@ -105,10 +110,15 @@ class Acl(Base):
 
 
 class Operation(Base):
-    """A driver action the core must run for a VM or host, written in the same transaction as the
-    state change that asked for it. Executed in id order per VM; never lost across a crash."""
+    """A driver action the core must run for a VM or an image, written in the same transaction
+    as the state change that asked for it. Executed in id order per object (``kind``, ``vm_id``);
+    never lost across a crash."""
 
     id = pw.AutoField()
+    # The object the operation is for: a VM ("vm") or an image ("image", whose id is in vm_id).
+    # One queue and one executor for both, so an image's copy and its delete are ordered the
+    # same way as a VM's prolog and its cleanup.
+    kind = pw.CharField(default="vm")
     vm_id = pw.IntegerField(index=True)
     host_id = pw.IntegerField()
     action = pw.CharField()
@@ -143,7 +153,7 @@ class VMMonitoring(Base):
 
 MODELS: list[type[Base]] = [
     PoolControl, Meta, User, Group, Cluster, Datastore, Host, VMTemplate, VM, Acl, Operation,
-    Lease, HostMonitoring, VMMonitoring,
+    Lease, HostMonitoring, VMMonitoring, Image,
 ]
 
 
@@ -175,7 +185,18 @@ def open_database(url: str) -> pw.Database:
     db.connect(reuse_if_open=True)
     with db.atomic():
         db.create_tables(MODELS, safe=True)
+        _add_missing_columns(db)
     return db
+
+
+def _add_missing_columns(db: pw.Database) -> None:
+    """Columns added after a database was created (``create_tables`` skips existing tables)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    have = {c.name for c in db.get_columns(Operation._meta.table_name)}
+    if "kind" not in have:
+        migrate(SchemaMigrator.from_database(db).add_column(Operation._meta.table_name, "kind",
+                                               Operation.kind))
 
 
 def write_transaction() -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -204,11 +204,24 @@ class VMMDriver(abc.ABC):
         """Release connections. Called when the core stops."""
 
 
+# Told how far a VM's transfer got: (vm id, bytes done, bytes in all or 0 if unknown). Returns
+# False when the transfer should stop (the VM left its PROLOG state, e.g. a recover --delete):
+# the driver then aborts, cleans up as after any failure, and raises DriverError.
+ProgressSink = Callable[[int, int, int], bool]
+
+
 class TMDriver(abc.ABC):
     """Moves a VM's disks to and from a host."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
+        # Set by the core; a driver that streams data reports through it (None: nobody asks).
+        self.progress: ProgressSink | None = None
+
+    def metrics(self, host: str) -> Mapping[str, str]:
+        """Counters of this driver about host ``host`` (e.g. cache hits), merged into the
+        host's monitoring TEMPLATE. None by default."""
+        return {}
 
     @abc.abstractmethod
     def prolog(self, host: HostRef, vm: VMSpec) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from oneserver import db
 from oneserver.documents import host as host_xml
 from oneserver.documents import identity, infra, perms_to_int
+from oneserver.documents import image as image_xml
 from oneserver.documents import vm as vm_xml
 from oneserver.errors import not_found
 from oneserver.wire import escape
@@ -66,7 +67,20 @@ KINDS: dict[str, Kind] = {
                       lambda d: {**_owned(d), "body": escape(infra.datastore(d))}),
     "template": Kind(db.VMTemplate, "template_pool", "virtual machine template",
                      lambda d: {**_owned(d), "body": escape(infra.vmtemplate(d))}),
+    "image": Kind(db.Image, "image_pool", "image",
+                  lambda d: {**_owned(d), "state": d["state"], "datastore_id": d["datastore_id"],
+                             "body": escape(image_xml.image(d))}),
 }
+
+# Called with the document just before it is written (inside the caller's transaction), so a
+# rule that spans kinds (a VM reaching DONE releases its images) holds on every write path.
+BEFORE_SAVE: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+
+
+def before_save(kind: str, hook: Callable[[dict[str, Any]], None]) -> None:
+    hooks = BEFORE_SAVE.setdefault(kind, [])
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 def load(kind: str, oid: int, for_update: bool = False) -> dict[str, Any]:
@@ -99,6 +113,8 @@ def insert(kind: str, doc: dict[str, Any]) -> None:
 
 def save(kind: str, doc: dict[str, Any]) -> None:
     k = KINDS[kind]
+    for hook in BEFORE_SAVE.get(kind, ()):
+        hook(doc)
     if "prev_state" in doc:
         # oned's VirtualMachinePool::update and HostPool::update call set_prev_state() before
         # writing, so a stored VM or host always shows PREV_STATE = STATE (7.4.0 replies).

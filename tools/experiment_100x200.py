@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -205,6 +206,7 @@ def run_setup(setup: Setup, speed: float, hosts: int, vms: int, timeout_sim: flo
                                f"{timeout_sim:g} sim s\n{harness.log_tail(server)}")
     finally:
         harness.stop_server(server)
+        shutil.rmtree(tmp, ignore_errors=True)
     cfg = DEFAULT.with_overrides(setup.options(speed))
     run.hosts_used = len({v.host for v in run.vms})
     run.floor_sim = makespan_floor(cfg, [
@@ -220,8 +222,11 @@ def run_setup(setup: Setup, speed: float, hosts: int, vms: int, timeout_sim: flo
 class Progress:
     """rich progress bars when rich is installed, plain lines otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
         try:
+            if quiet:
+                raise ImportError
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as RichProgress
             self.rich: RichProgress | None = RichProgress(
@@ -244,19 +249,20 @@ class Progress:
     def add(self, key: str, title: str, total: int) -> int:
         if self.rich:
             return self.rich.add_task(title, total=total, sim=0.0, note="")
-        print(title, flush=True)
+        if not self.quiet:
+            print(title, flush=True)
         return len(self._last)
 
     def note(self, task: int, text: str) -> None:
         if self.rich:
             self.rich.update(task, note=text)
-        else:
+        elif not self.quiet:
             print(f"  {text}", flush=True)
 
     def update(self, task: int, done: int, sim: float) -> None:
         if self.rich:
             self.rich.update(task, completed=done, sim=sim, note="")
-        elif time.monotonic() - self._last.get(task, 0) > 2:
+        elif not self.quiet and time.monotonic() - self._last.get(task, 0) > 2:
             self._last[task] = time.monotonic()
             print(f"  {done} RUNNING at sim {sim:.0f} s", flush=True)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing as mp
+import shutil
 import signal
 import sqlite3
 import sys
@@ -85,6 +86,7 @@ def main() -> int:
     ctx = mp.get_context("fork")
     stop, out = ctx.Event(), ctx.Queue()
     prober = None
+    ok = False
     try:
         t0 = time.monotonic()
         host_bodies = [server.body("one.host.allocate", f"sim-{i}", "sim", "sim", -1)
@@ -137,13 +139,15 @@ def main() -> int:
               f"(one.vmpool.info confirms {via_api} RUNNING)", flush=True)
         print(f"one.vm.info during the storm: {_stats(storm)}", flush=True)
         print(f"total {time.monotonic() - started:.0f} s wall", flush=True)
-        return 0 if n >= args.vms and via_api >= args.vms else 1
+        ok = n >= args.vms and via_api >= args.vms
+        return 0 if ok else 1
     finally:
         stop.set()
         if prober is not None and prober.is_alive():
             prober.terminate()
             prober.join(5)
-        harness.stop_server(server, show_log=True)
+        harness.stop_server(server, show_log=not ok)
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -293,27 +293,39 @@ def makespan_floor(cfg: SimConfig, deploys: Iterable[Deploy]) -> float:
     overlap, for the placement the run chose: no scheduler or executor delay, every transfer
     starting at its VM's arrival, the uplink never idle while bytes wait.
 
-    The larger of: each VM alone (arrival + its fetch or cache copy + its boot); and the uplink
-    carrying every cache miss's bytes (work-conserving from the arrivals) followed by the
-    shortest boot among those misses. With the cache on, the first VM on each host misses and
-    the others hit; a hit still waits for that host's miss to be fetched."""
+    The larger of two lower bounds:
+
+    * each VM alone: arrival + its fetch (or, on a cache hit, its host's fetch then a local
+      copy) + its boot;
+    * the uplink: it carries every cache miss's bytes, work-conserving from the arrivals, and
+      finishes at L. Some fetch ends last, at L or later, and the VMs that need it (the miss
+      itself and, with the cache on, the hits on that host) still copy and boot after it. A
+      clairvoyant scheduler fetches last for the group that finishes soonest after it:
+      L + min over groups of the group's longest copy + boot.
+
+    With the cache on, the first VM on each host misses and the others hit."""
     ds = sorted(deploys, key=lambda d: (d.arrival, d.vm_id))
     if not ds:
         return 0.0
     t0 = ds[0].arrival
     first_on_host: dict[int, Deploy] = {}
     misses: list[Deploy] = []
+    after_fetch: dict[object, float] = {}  # group -> longest copy + boot once its fetch is in
     bound = 0.0
     for d in ds:
         first = first_on_host.get(d.host)
-        hit = cfg.cache and first is not None
-        if hit and first is not None:
+        if cfg.cache and first is not None:
             ready = max(d.arrival, first.arrival + cfg.fetch_alone_s(first.mb))
             end = ready + cfg.local_copy_s(d.mb) + d.boot
+            group: object = ("host", d.host)
+            tail = cfg.local_copy_s(d.mb) + d.boot
         else:
             first_on_host.setdefault(d.host, d)
             misses.append(d)
             end = d.arrival + cfg.fetch_alone_s(d.mb) + d.boot
+            group = ("host", d.host) if cfg.cache else ("vm", d.vm_id)
+            tail = d.boot
+        after_fetch[group] = max(after_fetch.get(group, 0.0), tail)
         bound = max(bound, end)
     # The uplink: bytes arrive with their VMs and it moves uplink_mb_s while any wait.
     link_done, heap = t0, [(d.arrival, d.mb) for d in misses]
@@ -322,5 +334,5 @@ def makespan_floor(cfg: SimConfig, deploys: Iterable[Deploy]) -> float:
         arrival, mb = heapq.heappop(heap)
         link_done = max(link_done, arrival) + mb / cfg.uplink_mb_s
     if misses:
-        bound = max(bound, link_done + min(d.boot for d in misses))
+        bound = max(bound, link_done + min(after_fetch.values()))
     return bound - t0

@@ -144,6 +144,7 @@ def load_all() -> None:
         datastore,
         host,
         identity,
+        image,
         system,
         vm,
         vmpool,

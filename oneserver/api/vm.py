@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from oneserver import capabilities, db, lifecycle, operations, store, wakeup
+from oneserver import capabilities, db, images, lifecycle, operations, store, wakeup
 from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
@@ -89,6 +89,14 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
     c.valid_name(name)
     for i, disk in enumerate(system.vectors("DISK")):
         disk["DISK_ID"] = str(i)
+    try:  # DISK = [IMAGE_ID = n] / [IMAGE = "name"]: the VM takes the image now, as oned does
+        images.attach(oid, system, ctx.caller.uid,
+                      lambda img: ctx.check(c.target("image", img), USE))
+    except OneError as exc:
+        if exc.code != ACTION:
+            raise
+        raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {exc.message}"
+                       ) from None
     for i, nic in enumerate(system.vectors("NIC")):
         nic["NIC_ID"] = str(i)
     os_vec = system.vectors("OS")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from oneserver import db, lifecycle, operations, store
+from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
 from oneserver.driver_contract import DriverError
@@ -36,7 +37,7 @@ class Executor:
     def __init__(self, registry: Registry, wake: Callable[[], None]) -> None:
         self.registry = registry
         self.wake = wake
-        self._inflight: set[int] = set()
+        self._inflight: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self.shutdown_timeout = SHUTDOWN_TIMEOUT
 
@@ -53,24 +54,29 @@ class Executor:
     def dispatch(self) -> int:
         """Start the oldest queued operation of every VM that has none in flight."""
         started = 0
-        rows = (db.Operation.select(db.Operation.id, db.Operation.vm_id)
+        rows = (db.Operation.select(db.Operation.id, db.Operation.kind, db.Operation.vm_id)
                 .where(db.Operation.status == "queued").order_by(db.Operation.id).tuples())
-        seen: set[int] = set()
-        for op_id, vm_id in list(rows):
-            if vm_id in seen:
+        # One queue per object: a VM's operations and an image's operations (kind "image",
+        # its id in vm_id) never overtake each other.
+        seen: set[tuple[str, int]] = set()
+        for op_id, kind, vm_id in list(rows):
+            key = (kind, vm_id)
+            if key in seen:
                 continue
-            seen.add(vm_id)
+            seen.add(key)
             with self._lock:
-                if vm_id in self._inflight:
+                if key in self._inflight:
                     continue
-                self._inflight.add(vm_id)
+                self._inflight.add(key)
             op = self._claim(op_id)
             if op is None:
                 with self._lock:
-                    self._inflight.discard(vm_id)
+                    self._inflight.discard(key)
                 continue
-            pool = self._pool_name(op)
-            self.registry.submit("vmm", pool, self._run, op)
+            if op.kind == "image":  # datastore copies run on the DS_MAD pool, not a VMM's
+                self.registry.submit("ds", "fs", self._run, op)
+            else:
+                self.registry.submit("vmm", self._pool_name(op), self._run, op)
             started += 1
         return started
 
@@ -101,7 +107,7 @@ class Executor:
                                         ).where(db.Operation.id == op.id).execute()
             finally:
                 with self._lock:
-                    self._inflight.discard(op.vm_id)
+                    self._inflight.discard((op.kind, op.vm_id))
                 self.wake()
 
     # ------------------------------------------------------------------ helpers
@@ -283,6 +289,14 @@ class Executor:
             return
         if expect is not None:
             self._settle(op, [lcm])
+
+    # Image operations (copy into a datastore, delete from it) are in core/images.py; they use
+    # this queue so each image's operations run one at a time, in order.
+    def op_image_copy(self, op: db.Operation) -> None:
+        images.copy(op)
+
+    def op_image_delete(self, op: db.Operation) -> None:
+        images.delete(op)
 
     def op_reboot(self, op: db.Operation) -> None:
         self._simple(op, "reboot", None)

@@ -107,6 +107,9 @@ class Monitor:
             host["prev_state"], host["state"] = host["state"], int(HostState.MONITORED)
         for key, value in m.info.items():
             tmpl.set(key, str(value))
+        # The transfer drivers' counters for this host (TM_CACHE_HITS, TM_BYTES_SENT…).
+        for key, value in self.registry.tm_metrics(host["name"]).items():
+            tmpl.set(key, value)
         share = host["share"]
         share["total_cpu"], share["total_mem"] = m.total_cpu, m.total_mem_kb
         share["max_cpu"] = m.total_cpu - _reserved(tmpl.get_str("RESERVED_CPU"), m.total_cpu)

@@ -17,6 +17,7 @@ from oneserver import db, settings, wakeup
 from oneserver.core import lease
 from oneserver.core.executor import Executor
 from oneserver.core.monitor import Monitor
+from oneserver.core.progress import Progress
 from oneserver.core.registry import Registry
 from oneserver.core.scheduling import SchedConf, Scheduler
 
@@ -31,6 +32,7 @@ class Core:
         self.conf = conf
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.registry = Registry(conf.oned_conf)
+        self.registry.progress_sink = Progress()
         self.executor = Executor(self.registry, self.kick)
         if monitor_interval is None:
             monitor_interval = conf.conf_int("MONITORING_INTERVAL_HOST", 60)

@@ -55,12 +55,15 @@ def driver_confs(conf: Template, block: str) -> dict[str, DriverConf]:
 
 class Registry:
     def __init__(self, oned_conf: Template) -> None:
+        # "ds" (DS_MAD blocks): the pool that copies images into datastores, in the core.
         self._confs = {kind: driver_confs(oned_conf, f"{kind.upper()}_MAD")
-                       for kind in ("im", "vm", "tm")}
+                       for kind in ("im", "vm", "tm", "ds")}
         self._drivers: dict[tuple[str, str], Any] = {}
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
+        # Handed to every TM driver: where transfers report progress (set by the core).
+        self.progress_sink: dc.ProgressSink | None = None
 
     def conf(self, kind: str, name: str) -> DriverConf:
         return self._confs["vm" if kind == "vmm" else kind].get(name, DriverConf())
@@ -70,8 +73,22 @@ class Registry:
         key = (kind, name)
         with self._lock:
             if key not in self._drivers:
-                self._drivers[key] = dc.load(kind, name, self.conf(kind, name).options)
+                drv = dc.load(kind, name, self.conf(kind, name).options)
+                if kind == "tm":
+                    drv.progress = self.progress_sink
+                self._drivers[key] = drv
             return self._drivers[key]
+
+    def tm_metrics(self, host: str) -> dict[str, str]:
+        """What the loaded TM drivers count about ``host`` (cache hits, bytes sent…)."""
+        with self._lock:
+            tms = [d for (kind, _), d in self._drivers.items() if kind == "tm"]
+        out: dict[str, str] = {}
+        for drv in tms:
+            metrics = getattr(drv, "metrics", None)
+            if metrics is not None:
+                out.update(metrics(host))
+        return out
 
     def submit(self, kind: str, name: str, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run ``fn`` on the pool of driver ``name``, bounded by its ``-t`` threads."""

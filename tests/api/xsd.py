@@ -42,6 +42,8 @@ SCHEMA_FOR_ROOT = {
     "CLUSTER_POOL": "cluster_pool.xsd",
     "DATASTORE": "datastore.xsd",
     "DATASTORE_POOL": "datastore_pool.xsd",
+    "IMAGE": "image.xsd",
+    "IMAGE_POOL": "image_pool.xsd",
     "ACL_POOL": "acl_pool.xsd",
     "MONITORING_DATA": "monitoring_data.xsd",
     "OPENNEBULA_CONFIGURATION": "opennebula_configuration.xsd",

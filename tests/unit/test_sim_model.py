@@ -222,3 +222,8 @@ def test_floor_is_link_bound_for_many_misses_and_boot_bound_for_few() -> None:
     nocache = SimConfig(cache=False)
     assert makespan_floor(nocache, packed) == pytest.approx(4000 / 117.5 + 20)
     assert makespan_floor(cfg, []) == 0
+    # The last fetch is followed by the copies and boots of the VMs on its host: two hosts of
+    # two VMs, boots 10/30 and 20/20 -> fetch the 20/20 host last.
+    two = [Deploy(0, 0, 0, 2000, 10), Deploy(1, 0, 0, 2000, 30),
+           Deploy(2, 0, 1, 2000, 20), Deploy(3, 0, 1, 2000, 20)]
+    assert makespan_floor(cfg, two) == pytest.approx(4000 / 117.5 + 2000 / 150 + 20)
