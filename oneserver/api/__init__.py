@@ -140,12 +140,14 @@ def dispatch(name: str, params: tuple[Any, ...]) -> int | str:
 def load_all() -> None:
     """Import the modules that register methods."""
     from oneserver.api import (  # noqa: F401
+        acl,
         cluster,
         datastore,
+        group,
         host,
-        identity,
         image,
         system,
+        user,
         vm,
         vmpool,
         vmtemplate,

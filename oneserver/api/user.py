@@ -1,4 +1,4 @@
-"""Users, groups and ACL rules: ``one.user.*``, ``one.group.*``, ``one.acl.*`` and their pools."""
+"""``one.user.*`` and ``one.userpool.*``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from oneserver import db, store
-from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target, rule_string
+from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api, hash_password
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
@@ -16,14 +16,12 @@ from oneserver.errors import (
     ACTION,
     ALLOCATE,
     AUTHORIZATION,
-    INTERNAL,
     XML_RPC_API,
     OneError,
     not_found,
 )
 
 RESERVED_USERS = (0, 1)
-RESERVED_GROUPS = (0, 1)
 
 
 def new_user(oid: int, name: str, password: str, driver: str, groups: list[int]
@@ -205,105 +203,3 @@ def userpool_info(ctx: Context) -> str:
               if ctx.caller.is_admin or r.oid == ctx.caller.uid
               or ctx.may(Target("user", r.oid), USE)]
     return pool("USER_POOL", bodies, xml.DEFAULT_USER_QUOTAS)
-
-
-# ----------------------------------------------------------------------------- groups
-
-@api("one.group.allocate", "s")
-def group_allocate(ctx: Context, name: str) -> int:
-    ctx.check(Target("group"), CREATE)
-    c.valid_name(name)
-    with db.write_transaction():
-        taken = store.name_taken("group", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new group. NAME is already taken by "
-                                     f"GROUP {taken}.")
-        oid = store.next_id("group")
-        store.insert("group", {"id": oid, "name": name, "template": [], "users": [],
-                               "admins": []})
-    return oid
-
-
-@api("one.group.delete", "i")
-def group_delete(ctx: Context, oid: int) -> int:
-    with db.write_transaction():
-        doc = store.load("group", oid, for_update=True)
-        ctx.check(Target("group", oid), ADMIN)
-        if oid in RESERVED_GROUPS:
-            raise OneError(ACTION, "Cannot delete reserved group", oid)
-        if doc["users"]:
-            raise OneError(ACTION, "Cannot delete group, it contains users", oid)
-        store.delete("group", oid)
-    return oid
-
-
-@api("one.group.info", "ib", (False,))
-def group_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    oid = ctx.caller.gid if oid == -1 else oid
-    doc = store.load("group", oid)
-    if oid not in ctx.caller.groups:
-        ctx.check(Target("group", oid), USE)
-    return xml.group(doc)
-
-
-@api("one.group.update", "isi", (0,))
-def group_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "group", oid, text, mode)
-
-
-@api("one.grouppool.info")
-def grouppool_info(ctx: Context) -> str:
-    rows = db.Group.select(db.Group.oid, db.Group.doc).order_by(db.Group.oid.desc())
-    bodies = [xml.group_in_pool(r.doc) for r in rows
-              if ctx.caller.is_admin or r.oid in ctx.caller.groups
-              or ctx.may(Target("group", r.oid), USE)]
-    return pool("GROUP_POOL", bodies, xml.DEFAULT_GROUP_QUOTAS)
-
-
-# ----------------------------------------------------------------------------- ACL
-
-def _hex(value: str, what: str) -> int:
-    try:
-        return int(value, 16)
-    except ValueError:
-        raise OneError(INTERNAL, f"Error parsing rule: {what} is not hexadecimal") from None
-
-
-@api("one.acl.addrule", "ssss", ("",))
-def acl_addrule(ctx: Context, user: str, resource: str, rights: str, zone: str) -> int:
-    if not ctx.caller.is_admin:
-        raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to perform "
-                                      f"action on ACL.")
-    u, r, rt = _hex(user, "user"), _hex(resource, "resource"), _hex(rights, "rights")
-    z = _hex(zone, "zone") if zone else 0x400000000
-    if rt == 0 or rt & ~0xF:
-        raise OneError(INTERNAL, "Error parsing rule: wrong rights")
-    with db.write_transaction():
-        same = db.Acl.select().where((db.Acl.user == u) & (db.Acl.resource == r)
-                                     & (db.Acl.rights == rt) & (db.Acl.zone == z)).first()
-        if same is not None:
-            raise OneError(INTERNAL, f"Rule already exists with ID {same.oid}.")
-        oid = db.next_oid("acl")
-        db.Acl.create(oid=oid, user=u, resource=r, rights=rt, zone=z)
-    return oid
-
-
-@api("one.acl.delrule", "i")
-def acl_delrule(ctx: Context, oid: int) -> int:
-    if not ctx.caller.is_admin:
-        raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to perform "
-                                      f"action on ACL.")
-    with db.write_transaction():
-        if db.Acl.delete().where(db.Acl.oid == oid).execute() == 0:
-            raise not_found("ACL", oid)
-    return oid
-
-
-@api("one.acl.info")
-def acl_info(ctx: Context) -> str:
-    rules = [
-        xml.acl({"id": r.oid, "user": r.user, "resource": r.resource, "rights": r.rights,
-                 "zone": r.zone, "string": rule_string(r.user, r.resource, r.rights, r.zone)})
-        for r in db.Acl.select().order_by(db.Acl.oid)
-    ]
-    return pool("ACL_POOL", rules)

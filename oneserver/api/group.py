@@ -1,0 +1,64 @@
+"""``one.group.*`` and ``one.grouppool.*``."""
+
+from __future__ import annotations
+
+from oneserver import db, store
+from oneserver.acl import ADMIN, CREATE, USE, Target
+from oneserver.api import Context, api
+from oneserver.api import common as c
+from oneserver.documents import identity as xml
+from oneserver.documents import pool
+from oneserver.errors import ACTION, ALLOCATE, OneError
+
+RESERVED_GROUPS = (0, 1)
+
+
+@api("one.group.allocate", "s")
+def group_allocate(ctx: Context, name: str) -> int:
+    ctx.check(Target("group"), CREATE)
+    c.valid_name(name)
+    with db.write_transaction():
+        taken = store.name_taken("group", name)
+        if taken is not None:
+            raise OneError(ALLOCATE, f"Error allocating a new group. NAME is already taken by "
+                                     f"GROUP {taken}.")
+        oid = store.next_id("group")
+        store.insert("group", {"id": oid, "name": name, "template": [], "users": [],
+                               "admins": []})
+    return oid
+
+
+@api("one.group.delete", "i")
+def group_delete(ctx: Context, oid: int) -> int:
+    with db.write_transaction():
+        doc = store.load("group", oid, for_update=True)
+        ctx.check(Target("group", oid), ADMIN)
+        if oid in RESERVED_GROUPS:
+            raise OneError(ACTION, "Cannot delete reserved group", oid)
+        if doc["users"]:
+            raise OneError(ACTION, "Cannot delete group, it contains users", oid)
+        store.delete("group", oid)
+    return oid
+
+
+@api("one.group.info", "ib", (False,))
+def group_info(ctx: Context, oid: int, decrypt: bool) -> str:
+    oid = ctx.caller.gid if oid == -1 else oid
+    doc = store.load("group", oid)
+    if oid not in ctx.caller.groups:
+        ctx.check(Target("group", oid), USE)
+    return xml.group(doc)
+
+
+@api("one.group.update", "isi", (0,))
+def group_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    return c.update(ctx, "group", oid, text, mode)
+
+
+@api("one.grouppool.info")
+def grouppool_info(ctx: Context) -> str:
+    rows = db.Group.select(db.Group.oid, db.Group.doc).order_by(db.Group.oid.desc())
+    bodies = [xml.group_in_pool(r.doc) for r in rows
+              if ctx.caller.is_admin or r.oid in ctx.caller.groups
+              or ctx.may(Target("group", r.oid), USE)]
+    return pool("GROUP_POOL", bodies, xml.DEFAULT_GROUP_QUOTAS)
