@@ -13,6 +13,8 @@ from oneserver import db, store
 from oneserver.api.vm import migrate_to, place
 from oneserver.lifecycle import fits
 from oneserver.scheduler.placement import (
+    DISPATCH_LIMITED,
+    NOT_CONSIDERED,
     HostCandidate,
     PassLimits,
     PendingVM,
@@ -23,6 +25,7 @@ from oneserver.template import Template
 from oneserver.vmstate import HostState, Lcm, VmState
 
 log = logging.getLogger("oneserver.scheduler")
+MESSAGE_BATCH = 100
 
 
 @dataclass
@@ -148,20 +151,28 @@ class Scheduler:
         return False
 
     def _write_messages(self, messages: dict[int, str], docs: dict[int, Any]) -> None:
+        """Record why each VM that was tried stays pending. VMs the pass never reached
+        (MAX_VM, MAX_DISPATCH) get nothing, as with mm_sched: with thousands pending, writing
+        them all every pass would cost more than the pass. Unchanged messages are not
+        rewritten; the rest is written in small transactions so API writes never wait long."""
         stamp = time.strftime("%a %b %d %H:%M:%S %Y")
+        todo = []
         for vm_id, message in messages.items():
-            u = Template.from_json(docs[vm_id]["user_template"])
-            old = u.get_str("SCHED_MESSAGE")
-            if old.partition(" : ")[2] == message:
-                continue  # unchanged: don't rewrite the VM every pass
+            if message == NOT_CONSIDERED or message.startswith(DISPATCH_LIMITED):
+                continue
+            old = Template.from_json(docs[vm_id]["user_template"]).get_str("SCHED_MESSAGE")
+            if old.partition(" : ")[2] != message:
+                todo.append((vm_id, message))
+        for i in range(0, len(todo), MESSAGE_BATCH):
             with db.write_transaction():
-                vm = store.load("vm", vm_id, for_update=True)
-                if vm["state"] != VmState.PENDING and not vm["resched"]:
-                    continue
-                u = Template.from_json(vm["user_template"])
-                u.set("SCHED_MESSAGE", f"{stamp} : {message}")
-                vm["user_template"] = u.to_json()
-                store.save("vm", vm)
+                for vm_id, message in todo[i:i + MESSAGE_BATCH]:
+                    vm = store.load("vm", vm_id, for_update=True)
+                    if vm["state"] != VmState.PENDING and not vm["resched"]:
+                        continue
+                    u = Template.from_json(vm["user_template"])
+                    u.set("SCHED_MESSAGE", f"{stamp} : {message}")
+                    vm["user_template"] = u.to_json()
+                    store.save("vm", vm)
 
 
 def _system_tm() -> str:

@@ -346,8 +346,11 @@ def _reason(cls: _VmClass, hosts: _Hosts, hi: int) -> int:
     return 6
 
 
+DISPATCH_LIMITED = _PREFIX + "MAX_DISPATCH reached"
+
+
 def _dispatch_limited(dispatched: int) -> str:
-    return f"{_PREFIX}MAX_DISPATCH reached ({dispatched} VMs dispatched this pass)"
+    return f"{DISPATCH_LIMITED} ({dispatched} VMs dispatched this pass)"
 
 
 def _explain(cls: _VmClass, hosts: _Hosts) -> str:
