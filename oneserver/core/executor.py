@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from oneserver import db, lifecycle, operations, store
@@ -27,6 +28,8 @@ SHUTDOWN_EPILOG = {"done": Lcm.EPILOG, "undeploy": Lcm.EPILOG_UNDEPLOY, "stop": 
 SHUTDOWN_STATES = {Lcm.SHUTDOWN, Lcm.SHUTDOWN_POWEROFF, Lcm.SHUTDOWN_UNDEPLOY, Lcm.SAVE_STOP}
 EPILOG_STATES = {Lcm.EPILOG, Lcm.EPILOG_STOP, Lcm.EPILOG_UNDEPLOY}
 SHUTDOWN_TIMEOUT = 30.0
+# VM operations in flight at once (each mostly waits on a driver slot or a host).
+OPERATION_THREADS = 256
 
 
 class Superseded(Exception):
@@ -39,6 +42,8 @@ class Executor:
         self.wake = wake
         self._inflight: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
+        # Threads that carry VM operations; the drivers' -t slots bound the actual calls.
+        self._threads = ThreadPoolExecutor(OPERATION_THREADS, thread_name_prefix="operation")
         self.shutdown_timeout = SHUTDOWN_TIMEOUT
 
     # ------------------------------------------------------------------ queue handling
@@ -76,7 +81,7 @@ class Executor:
             if op.kind == "image":  # datastore copies run on the DS_MAD pool, not a VMM's
                 self.registry.submit("ds", "fs", self._run, op)
             else:
-                self.registry.submit("vmm", self._pool_name(op), self._run, op)
+                self._threads.submit(self._run, op)
             started += 1
         return started
 
@@ -87,9 +92,9 @@ class Executor:
                  .execute())
             return db.Operation.get_by_id(op_id) if n else None
 
-    def _pool_name(self, op: db.Operation) -> str:
-        row = db.Host.select(db.Host.vm_mad).where(db.Host.oid == op.host_id).first()
-        return row.vm_mad if row else "none"
+    def close(self) -> None:
+        """Wait for the operations in flight (each ends by writing its outcome)."""
+        self._threads.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, op: db.Operation) -> None:
         status, result = "done", None

@@ -89,6 +89,7 @@ class Core:
                     log.exception("core round failed")
         finally:
             self.jobs.shutdown(wait=False)
+            self.executor.close()
             self.registry.close()
             lease.release(self.holder)
             listener.close()

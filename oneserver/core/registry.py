@@ -101,24 +101,27 @@ class Registry:
                 self._pools[key] = pool
         return pool.submit(fn, *args)
 
-    def _transfer_slots(self, name: str) -> threading.BoundedSemaphore:
+    def _slots_of(self, kind: str, name: str) -> threading.BoundedSemaphore:
+        key = f"{kind}:{name}"
         with self._lock:
-            slots = self._slots.get(name)
+            slots = self._slots.get(key)
             if slots is None:
-                slots = self._slots[name] = threading.BoundedSemaphore(
-                    self.conf("tm", name).threads)
+                slots = self._slots[key] = threading.BoundedSemaphore(
+                    self.conf(kind, name).threads)
             return slots
 
     def call(self, kind: str, name: str, method: str, *args: Any) -> Any:
         """Call a driver method with the driver's ``-r`` retries on DriverError (an unreachable
-        host is not retried: the monitor decides about hosts). TM calls run inside a VM's
-        operation, on the VMM pool's thread: the TM's ``-t`` bounds how many run at once."""
+        host is not retried: the monitor decides about hosts). VM operations run on the
+        executor's threads; a VMM or TM call holds one of its driver's ``-t`` slots only while
+        it runs, so transfers are bounded by the TM and boots by the VMM, independently (as
+        OpenNebula's separate driver processes are)."""
         drv = self.driver(kind, name)
         attempts = self.conf(kind, name).retries + 1
         for attempt in range(attempts):
             try:
-                if kind == "tm":
-                    with self._transfer_slots(name):
+                if kind in ("tm", "vmm"):
+                    with self._slots_of(kind, name):
                         return getattr(drv, method)(*args)
                 return getattr(drv, method)(*args)
             except dc.HostUnreachable:
