@@ -55,6 +55,10 @@ class SimConfig:
     # Transfers (network fetches or cache copies) one host takes at once; more queue on the host.
     # Two keeps a single spindle streaming without thrashing its head between many writers.
     host_transfers: int = 2
+    # Images the frontend streams at once over its uplink (0: no limit, every fetch shares it).
+    # A few at a time finish one after another, so early hosts boot while later ones still
+    # fetch; sharing the link among all makes every fetch end together, and every boot wait.
+    fetches: int = 4
 
     # Host-side image cache: the first deploy of an image on a host fetches it over the uplink
     # and keeps it; later deploys of the same image there copy it locally (``cp`` of the cached
@@ -130,7 +134,8 @@ class SimConfig:
 KEYS: dict[str, str] = {
     "SIM_SPEED": "speed", "SIM_IMAGE_MB": "image_mb", "SIM_UPLINK_MBIT": "uplink_mbit",
     "SIM_NET_EFFICIENCY": "net_efficiency", "SIM_DISK_MBS": "disk_mb_s",
-    "SIM_HOST_TRANSFERS": "host_transfers", "SIM_CACHE": "cache", "SIM_CACHED": "cached",
+    "SIM_HOST_TRANSFERS": "host_transfers", "SIM_FETCHES": "fetches", "SIM_CACHE": "cache",
+    "SIM_CACHED": "cached",
     "SIM_BOOT_S": "boot_s", "SIM_BOOT_DIST": "boot_dist", "SIM_BOOT_SPREAD": "boot_spread",
     "SIM_SEED": "seed", "SIM_SHUTDOWN_S": "shutdown_s", "SIM_CPU": "cpu_cores",
     "SIM_MEMORY_MB": "memory_mb", "SIM_DISK_MB": "disk_mb",

@@ -127,6 +127,7 @@ class World:
         self.cfg = cfg
         self.clock = clock or SimClock(cfg.speed)
         self.link = SharedLink(cfg.uplink_mb_s, self.clock)
+        self.fetch_slots = threading.BoundedSemaphore(cfg.fetches) if cfg.fetches > 0 else None
         self.stats = Stats()
         self._hosts: dict[int, SimHost] = {}
         self._attempts: dict[int, int] = {}
@@ -171,7 +172,11 @@ class World:
         ok = False
         try:
             with h.slots:
-                self.link.transfer(mb, cfg.disk_mb_s)
+                if self.fetch_slots is None:
+                    self.link.transfer(mb, cfg.disk_mb_s)
+                else:
+                    with self.fetch_slots:
+                        self.link.transfer(mb, cfg.disk_mb_s)
             ok = True
         finally:
             with self._lock:
