@@ -95,8 +95,12 @@ def fill_script(cache: str, sha: str, flag: str, dst: str, mode: str) -> tuple[s
         'touch "$T/.used"',
         f'echo {q(sha)} "$kb" "$mh" > "$T/OK"',
         'sync -f "$T/OK" 2>/dev/null || sync',
-        # A concurrent filler (another core after a failover) may have won: keep theirs.
-        'if [ -e "$E" ]; then rm -rf "$T"; else mv "$T" "$E"; fi',
+        # A sealed entry of a concurrent filler (another core after a failover) wins; an
+        # unsealed one (no OK: a crash mid-way) is junk and makes way. mv -T never nests.
+        'if [ -f "$E/OK" ]; then rm -rf "$T"; else',
+        '  if [ -e "$E" ]; then t="$C/.trash.$$"; mv -T "$E" "$t" && rm -rf "$t"; fi',
+        '  mv -T "$T" "$E" || rm -rf "$T"',
+        "fi",
         f"rm -rf {q(dst)}",
         f"mkdir -p {q(posixpath.dirname(dst))}",
         copy_command(mode, f"{e}/rootfs", dst),

@@ -14,9 +14,11 @@ driver's ``-t`` threads serve many hosts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -213,8 +215,12 @@ class SshTM(TMDriver):
         script = script_for(flag).replace("  ", " ")
         limit = float(self._opt(host, "BW_LIMIT_MBPS", "0") or 0) * 2**20
         try:
+            # Locally, its own process group: an abort kills the whole pipeline (sh, tar),
+            # whose members would otherwise keep our pipes open. Not for ssh: a ControlMaster
+            # it spawns serves other sessions and must survive the abort of this one.
             proc = subprocess.Popen(target.argv(script), stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=target.is_local)
         except OSError as exc:
             stream.close()
             raise DriverError(f"unpacking {what} failed: {exc}") from exc
@@ -244,7 +250,13 @@ class SshTM(TMDriver):
                 pass
             proc.wait(timeout=max(1.0, self.timeout - (time.monotonic() - started)))
         except BaseException as exc:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                if target.is_local:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
             proc.wait()
             if isinstance(exc, subprocess.TimeoutExpired):
                 raise DriverError(f"unpacking {what} timed out after {self.timeout:.0f} s"
@@ -296,9 +308,10 @@ class _Drain:
         if pipe is not None:
             setattr(self, name, pipe.read())
 
-    def join(self) -> None:
+    def join(self, timeout: float = 30.0) -> None:
+        # Bounded: after an abort over ssh, a connection master may hold the pipes a while.
         for t in self._threads:
-            t.join()
+            t.join(timeout)
 
 
 def _compression_flag(source: str, disk_id: int) -> str:

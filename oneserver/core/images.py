@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,11 @@ def copy(op: db.Operation) -> None:
 def _finish(op: db.Operation, src_id: Any, done: tuple[str, str, str, int] | None,
             error: str | None) -> None:
     with db.write_transaction():
+        # Rows locked in the order the API locks them (source image, image, datastore), so a
+        # clone in flight and its completion never wait on each other in a cycle.
+        src = None
+        if src_id is not None and store.exists("image", int(src_id)):
+            src = store.load("image", int(src_id), for_update=True)
         alive = store.exists("image", op.vm_id)
         img = store.load("image", op.vm_id, for_update=True) if alive else None
         if img is not None and img["state"] == ImageState.LOCKED:
@@ -89,8 +95,7 @@ def _finish(op: db.Operation, src_id: Any, done: tuple[str, str, str, int] | Non
             store.save("datastore", ds)
         elif done is not None:
             _remove(done[0])  # the image went away while copying: keep nothing
-        if src_id is not None and store.exists("image", int(src_id)):
-            src = store.load("image", int(src_id), for_update=True)
+        if src is not None:
             src["cloning_ops"] = max(0, src["cloning_ops"] - 1)
             if op.vm_id in src["clones"]:
                 src["clones"].remove(op.vm_id)
@@ -166,6 +171,7 @@ def place(source: str, base_path: str, init: str | None) -> tuple[str, str, str,
     format, sha256, size in MB unpacked). On any failure nothing new remains."""
     fmt = detect_format(source)
     os.makedirs(base_path, exist_ok=True)
+    _remove_stale_parts(base_path)
     name = uuid.uuid4().hex
     part = os.path.join(base_path, f".{name}.part")
     final = os.path.join(base_path, name + ("" if fmt == "dir" else f".{fmt}"))
@@ -179,6 +185,20 @@ def place(source: str, base_path: str, init: str | None) -> tuple[str, str, str,
         _remove(part)
         raise
     return final, fmt, sha, max(1, math.ceil(size / 2**20))
+
+
+def _remove_stale_parts(base_path: str, age: float = 3600.0) -> None:
+    """Parts of copies a crashed core never finished (a copy in progress keeps writing, so
+    its part is never this old)."""
+    now = time.time()
+    for name in os.listdir(base_path):
+        path = os.path.join(base_path, name)
+        if name.startswith(".") and name.endswith(".part"):
+            try:
+                if now - os.lstat(path).st_mtime > age:
+                    _remove(path)
+            except OSError:
+                continue
 
 
 def _copy_archive(source: str, part: str, init: str | None) -> tuple[str, int]:
