@@ -184,9 +184,32 @@ def open_database(url: str) -> pw.Database:
     database.initialize(db)
     db.connect(reuse_if_open=True)
     with db.atomic():
+        if not isinstance(db, pw.SqliteDatabase):
+            # Workers and the core start together: on PostgreSQL, concurrent CREATE INDEX IF
+            # NOT EXISTS deadlock, so schema changes take one cluster-wide lock in turn.
+            db.execute_sql("SELECT pg_advisory_xact_lock(2633)")
         db.create_tables(MODELS, safe=True)
         _add_missing_columns(db)
     return db
+
+
+def retrying(fn: Any, *args: Any, attempts: int = 5) -> Any:
+    """Run ``fn`` (which opens its own transaction) again after a retryable failure."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if attempt + 1 == attempts or not is_retryable(exc):
+                raise
+    return None
+
+
+def is_retryable(exc: Exception) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the transaction was rolled back and can
+    simply run again (two calls locked the same rows in different orders)."""
+    text = str(exc)
+    return isinstance(exc, pw.OperationalError) and (
+        "deadlock detected" in text or "could not serialize" in text)
 
 
 def _add_missing_columns(db: pw.Database) -> None:

@@ -8,9 +8,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneserver.capacity import add_capacity, del_capacity
 from oneserver.errors import action_error
+from oneserver.history import (
+    close_history,
+    last_history,
+    new_history,
+    now,
+    record_action,
+    reopen_on_same_host,
+)
 from oneserver.template import Template
-from oneserver.vmstate import FAILURE_STATES, HISTORY_ACTION, Lcm, VmState, state_name
+from oneserver.vmstate import FAILURE_STATES, Lcm, VmState, state_name
 
 Doc = dict[str, Any]
 
@@ -24,10 +33,6 @@ class Op:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def now() -> int:
-    return int(time.time())
-
-
 def set_state(vm: Doc, state: int, lcm: int = Lcm.LCM_INIT) -> None:
     vm["prev_state"], vm["prev_lcm_state"] = vm["state"], vm["lcm_state"]
     vm["state"], vm["lcm_state"] = int(state), int(lcm)
@@ -39,90 +44,6 @@ def is_(vm: Doc, state: VmState, *lcms: Lcm) -> bool:
 
 def refuse(vm: Doc, action: str) -> Exception:
     return action_error(action, state_name(vm["state"], vm["lcm_state"]), vm["id"])
-
-
-# ----------------------------------------------------------------------------- capacity
-
-def vm_capacity(vm: Doc) -> tuple[int, int]:
-    """(CPU in % of a core, memory in KB) the VM takes on its host."""
-    t = Template.from_json(vm["template"])
-    cpu = float(t.get_str("CPU", "0") or 0)
-    mem = int(float(t.get_str("MEMORY", "0") or 0))
-    return int(round(cpu * 100)), mem * 1024
-
-
-def add_capacity(host: Doc, vm: Doc) -> None:
-    cpu, mem = vm_capacity(vm)
-    share = host["share"]
-    share["cpu_usage"] += cpu
-    share["mem_usage"] += mem
-    share["running_vms"] += 1
-    if vm["id"] not in host["vms"]:
-        host["vms"].append(vm["id"])
-
-
-def del_capacity(host: Doc, vm: Doc) -> None:
-    if vm["id"] not in host["vms"]:
-        return  # already released (a retried cleanup must not release twice)
-    cpu, mem = vm_capacity(vm)
-    share = host["share"]
-    share["cpu_usage"] = max(0, share["cpu_usage"] - cpu)
-    share["mem_usage"] = max(0, share["mem_usage"] - mem)
-    share["running_vms"] = max(0, share["running_vms"] - 1)
-    host["vms"].remove(vm["id"])
-
-
-def fits(host: Doc, vm: Doc) -> bool:
-    cpu, mem = vm_capacity(vm)
-    share = host["share"]
-    return (share["max_cpu"] - share["cpu_usage"] >= cpu
-            and share["max_mem"] - share["mem_usage"] >= mem)
-
-
-# ----------------------------------------------------------------------------- history
-
-def last_history(vm: Doc) -> Doc | None:
-    return vm["history"][-1] if vm["history"] else None
-
-
-def new_history(vm: Doc, host: Doc, ds_id: int, tm_mad: str, prolog: bool = True) -> Doc:
-    t = now()
-    h = {
-        "oid": vm["id"], "seq": len(vm["history"]), "hostname": host["name"], "hid": host["id"],
-        "cid": host["cluster_id"], "stime": t, "etime": 0, "vm_mad": host["vm_mad"],
-        "tm_mad": tm_mad, "ds_id": ds_id, "pstime": t if prolog else 0, "petime": 0,
-        "rstime": 0 if prolog else t, "retime": 0, "estime": 0, "eetime": 0, "action": 0,
-        "uid": -1, "gid": -1, "request_id": -1,
-    }
-    vm["history"].append(h)
-    return h
-
-
-def record_action(vm: Doc, action: str, uid: int, gid: int) -> None:
-    """Write who asked for ``action`` into the open history record, as oned does."""
-    h = last_history(vm)
-    if h is not None:
-        h["action"] = HISTORY_ACTION.get(action, 0)
-        h["uid"], h["gid"] = uid, gid
-        h["request_id"] = -1
-
-
-def close_history(vm: Doc) -> None:
-    h = last_history(vm)
-    if h is not None and h["etime"] == 0:
-        h["etime"] = now()
-
-
-def reopen_on_same_host(vm: Doc) -> Doc:
-    """Resume from POWEROFF/SUSPENDED/UNKNOWN: oned closes the record and opens the next one
-    on the same host, running from now."""
-    old = vm["history"][-1]
-    close_history(vm)
-    t = now()
-    h = dict(old, seq=old["seq"] + 1, stime=t, etime=0, pstime=0, petime=0, rstime=t,
-             retime=0, estime=0, eetime=0, action=0, uid=-1, gid=-1, request_id=-1)
-    vm["history"].append(h)
-    return h
 
 
 def set_error(vm: Doc, message: str) -> None:

@@ -57,12 +57,16 @@ class SshTM(TMDriver):
     ``CACHE_DIR`` (default ``<datastore_dir>/../../tm-cache/<host name>``, per host name so
     hosts sharing a filesystem keep apart), ``CACHE_MAX_MB`` (default 20480), ``CACHE_COPY``
     (``reflink``: ``cp -a --reflink=auto``, safe for writable rootfs; ``hardlink``: a hard-link
-    tree, fastest, for read-only root filesystems) and ``BW_LIMIT_MBPS`` (MB/s per transfer)."""
+    tree, fastest, for read-only root filesystems), ``BW_LIMIT_MBPS`` (MB/s per transfer) and
+    ``FETCHES`` (streams from the front-end at once, over all hosts, default 4; cache hits are
+    local copies and don't count)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.timeout = float(self.options.get("timeout", 1800))
         self.books = cache.Bookkeeping(int(self._opt(None, "HOST_TRANSFERS", "4")))
+        self.fetch_slots = threading.BoundedSemaphore(max(1, int(self._opt(None, "FETCHES",
+                                                                          "4"))))
 
     # --- configuration --------------------------------------------------------------------
 
@@ -195,6 +199,14 @@ class SshTM(TMDriver):
 
     def _stream(self, target: Target, host: HostRef, vm: VMSpec, disk: DiskSpec,
                 script_for: Any) -> str:
+        """Stream one disk from the front-end, at most ``FETCHES`` at once over all hosts: a
+        few streams finish one after another, so early hosts boot while later ones still
+        fetch (sharing the uplink among all would make every transfer end together)."""
+        with self.fetch_slots:
+            return self._stream_now(target, host, vm, disk, script_for)
+
+    def _stream_now(self, target: Target, host: HostRef, vm: VMSpec, disk: DiskSpec,
+                    script_for: Any) -> str:
         """Feed the disk's source as a tar stream into ``script_for(tar flag)`` on the
         target, reporting progress; returns the script's output."""
         source = disk.source

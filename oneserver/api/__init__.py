@@ -17,6 +17,7 @@ from oneserver.store import KINDS
 from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, INT_MAX, INT_MIN
 
 log = logging.getLogger(__name__)
+RETRIES = 3  # a call whose transaction hit a PostgreSQL deadlock runs again
 
 TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "i": (lambda v: type(v) is int and INT_MIN <= v <= INT_MAX, "integer"),
@@ -134,7 +135,14 @@ def dispatch(name: str, params: tuple[Any, ...]) -> int | str:
         raise Fault(FAULT_TYPE, f"Type mismatch: parameter 1 of {name} must be the session string")
     values = check_params(m, params[1:])
     caller = authenticate(params[0]) if m.authenticate else Caller(-1, -1, "", "")
-    return m.handler(Context(name, caller), *values)
+    for attempt in range(RETRIES):
+        try:
+            return m.handler(Context(name, caller), *values)
+        except Exception as exc:
+            if attempt + 1 == RETRIES or not db.is_retryable(exc):
+                raise
+            log.info("%s: retrying after %s", name, exc)
+    raise AssertionError("unreachable")
 
 
 def load_all() -> None:

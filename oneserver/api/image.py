@@ -12,8 +12,8 @@ from oneserver.acl import CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.history import now
 from oneserver.images import ImageState
-from oneserver.lifecycle import now
 from oneserver.template import Template
 
 # Attributes that are elements of <IMAGE>, not template entries.

@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from oneserver import capabilities, db, images, lifecycle, operations, store, wakeup
+from oneserver import (
+    capabilities,
+    capacity,
+    db,
+    history,
+    images,
+    lifecycle,
+    operations,
+    store,
+    wakeup,
+)
 from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
 from oneserver.api import Context, api
 from oneserver.api import common as c
@@ -111,7 +121,7 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
         **c.new_owned_doc(ctx, oid, name), "last_poll": 0,
         "state": int(VmState.HOLD if on_hold else VmState.PENDING), "lcm_state": 0,
         "prev_state": int(VmState.HOLD if on_hold else VmState.PENDING), "prev_lcm_state": 0,
-        "resched": 0, "stime": lifecycle.now(), "etime": 0, "deploy_id": "",
+        "resched": 0, "stime": history.now(), "etime": 0, "deploy_id": "",
         "monitoring": [], "template": system.to_json(), "user_template": user_tmpl.to_json(),
         "history": [],
     }
@@ -175,7 +185,7 @@ def vm_deploy(ctx: Context, oid: int, hid: int, enforce: bool, ds_id: int, nic: 
         if vm["state"] not in (VmState.PENDING, VmState.HOLD, VmState.STOPPED,
                                VmState.UNDEPLOYED):
             raise lifecycle.refuse(vm, "deploy")
-        if enforce and not lifecycle.fits(host, vm):
+        if enforce and not capacity.fits(host, vm):
             raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
                            oid)
         ds, tm_mad = _system_ds(host, ds_id)
@@ -240,7 +250,7 @@ def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_i
             raise OneError(ACTION, "VM is already running on host [" + str(hid) + "] and "
                            "datastore [" + str(vm["history"][-1]["ds_id"]) + "]", oid)
         capabilities.require(src["vm_mad"], "live-migrate" if live else "migrate", vm)
-        if enforce and not lifecycle.fits(dst, vm):
+        if enforce and not capacity.fits(dst, vm):
             raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
                            oid)
         ds, tm_mad = _system_ds(dst, ds_id)
@@ -335,7 +345,7 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
         tmpl = Template.from_json(vm["template"])
         holds_capacity = host is not None and vm["id"] in host["vms"]
         if holds_capacity:
-            lifecycle.del_capacity(host, vm)
+            capacity.del_capacity(host, vm)
         for name, integer in (("CPU", False), ("VCPU", True), ("MEMORY", True)):
             raw = new.get_str(name, "")
             if raw in ("", "0"):
@@ -344,10 +354,10 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
             tmpl.set(name, raw)
         vm["template"] = tmpl.to_json()
         if holds_capacity:
-            if enforce and not lifecycle.fits(host, vm):
+            if enforce and not capacity.fits(host, vm):
                 raise OneError(ACTION, "Host does not have enough capacity for the new size",
                                oid)
-            lifecycle.add_capacity(host, vm)
+            capacity.add_capacity(host, vm)
         ops = []
         if live:
             lifecycle.set_state(vm, VmState.ACTIVE, Lcm.HOTPLUG_RESIZE)

@@ -8,7 +8,7 @@ from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.api.vm import allocate_vm
 from oneserver.errors import ALLOCATE, OneError
-from oneserver.lifecycle import now
+from oneserver.history import now
 from oneserver.template import Template
 
 

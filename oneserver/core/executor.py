@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from oneserver import db, lifecycle, operations, store
+from oneserver import db, history, lifecycle, operations, store
 from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
@@ -127,6 +127,10 @@ class Executor:
                change: Callable[[Doc, Doc | None], None], host_id: int | None = None) -> None:
         """Apply ``change`` to the VM (and its host) if the VM is still in one of the
         ``expect``ed LCM states."""
+        db.retrying(self._write_once, op, expect, change, host_id)
+
+    def _write_once(self, op: db.Operation, expect: Iterable[int] | None,
+                    change: Callable[[Doc, Doc | None], None], host_id: int | None) -> None:
         with db.write_transaction():
             vm, host = self._load(op.vm_id, op.host_id if host_id is None else host_id)
             if expect is not None and (vm["state"] != VmState.ACTIVE
@@ -176,12 +180,12 @@ class Executor:
 
     def _to(self, op: db.Operation, expect: Iterable[int], lcm: Lcm) -> None:
         def change(vm: Doc, host: Doc | None) -> None:
-            h = lifecycle.last_history(vm)
+            h = history.last_history(vm)
             if h is not None and lcm in EPILOG_STATES:
-                h["retime"] = h["retime"] or lifecycle.now()
-                h["estime"] = lifecycle.now()
+                h["retime"] = h["retime"] or history.now()
+                h["estime"] = history.now()
             if h is not None and lcm in PROLOG_NEXT.values():
-                h["petime"] = lifecycle.now()
+                h["petime"] = history.now()
             lifecycle.set_state(vm, VmState.ACTIVE, lcm)
         self._write(op, expect, change)
 

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from oneserver import db, lifecycle, store
+from oneserver import db, history, lifecycle, store
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref
 from oneserver.documents.host import monitoring as monitoring_xml
@@ -63,7 +63,7 @@ class Monitor:
                 result: HostMonitor | str = self.registry.call("im", im, "monitor", host_ref(host))
             except DriverError as exc:
                 result = str(exc) or exc.__class__.__name__
-            self._write(hid, result, started)
+            db.retrying(self._write, hid, result, started)
         except Exception:  # noqa: BLE001 - one broken host must not stop monitoring
             log.exception("monitoring host %s failed", hid)
         finally:
@@ -140,7 +140,7 @@ class Monitor:
         for vm_id in list(host["vms"]):
             vm = store.load("vm", vm_id, for_update=True)
             status = seen.get(vm_id)
-            h = lifecycle.last_history(vm)
+            h = history.last_history(vm)
             if status is None and h is not None and (h["rstime"] or now) >= int(started) - 1:
                 continue  # it started after the sample was taken: the sample can't know it
             if self._follow(vm, status, now):
@@ -172,8 +172,8 @@ class Monitor:
         elif active_lcm == Lcm.RUNNING:
             if status is None or status.state == "POWEROFF":
                 # It stopped on its own: oned's MISSING_STATE=POWEROFF.
-                lifecycle.record_action(vm, "monitor", -1, -1)
-                h = lifecycle.last_history(vm)
+                history.record_action(vm, "monitor", -1, -1)
+                h = history.last_history(vm)
                 if h is not None and not h["retime"]:
                     h["retime"] = now
                 lifecycle.set_state(vm, VmState.POWEROFF)
@@ -183,6 +183,6 @@ class Monitor:
                 lifecycle.set_state(vm, VmState.ACTIVE, Lcm.UNKNOWN)
         elif vm["state"] == VmState.POWEROFF and status is not None \
                 and status.state == "RUNNING":
-            lifecycle.reopen_on_same_host(vm)
+            history.reopen_on_same_host(vm)
             lifecycle.set_state(vm, VmState.ACTIVE, Lcm.RUNNING)
         return True

@@ -11,7 +11,7 @@ from typing import Any
 
 from oneserver import db, store
 from oneserver.api.vm import migrate_to, place
-from oneserver.lifecycle import fits
+from oneserver.capacity import fits
 from oneserver.scheduler.placement import (
     DISPATCH_LIMITED,
     NOT_CONSIDERED,
