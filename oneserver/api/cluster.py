@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from oneserver import db, store
 from oneserver.acl import ADMIN, CREATE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
-from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.errors import ACTION, OneError
 
 
 @api("one.cluster.allocate", "s")
@@ -14,10 +14,7 @@ def cluster_allocate(ctx: Context, name: str) -> int:
     ctx.check(Target("cluster"), CREATE)
     c.valid_name(name)
     with db.write_transaction():
-        taken = store.name_taken("cluster", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new cluster. NAME is already taken "
-                                     f"by CLUSTER {taken}.")
+        c.name_free("cluster", name, "CLUSTER")
         oid = store.next_id("cluster")
         store.insert("cluster", {"id": oid, "name": name, "hosts": [], "datastores": [],
                                  "vnets": [], "template": []})
@@ -36,11 +33,6 @@ def cluster_delete(ctx: Context, oid: int) -> int:
     return oid
 
 
-@api("one.cluster.update", "isi", (0,))
-def cluster_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "cluster", oid, text, mode)
-
-
 @api("one.cluster.rename", "is")
 def cluster_rename(ctx: Context, oid: int, name: str) -> int:
     result = c.rename(ctx, "cluster", oid, name, unique_per_owner=False)
@@ -50,11 +42,6 @@ def cluster_rename(ctx: Context, oid: int, name: str) -> int:
             host["cluster"] = name
             store.save("host", host)
     return result
-
-
-@api("one.cluster.info", "ib", (False,))
-def cluster_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    return c.info(ctx, "cluster", oid)
 
 
 @api("one.clusterpool.info")
@@ -117,3 +104,6 @@ def cluster_adddatastore(ctx: Context, cid: int, ds_id: int) -> int:
 @api("one.cluster.deldatastore", "ii")
 def cluster_deldatastore(ctx: Context, cid: int, ds_id: int) -> int:
     return _datastore_membership(ctx, cid, ds_id, add=False)
+
+
+generic.register("one.cluster", "cluster", "update", "info")

@@ -13,6 +13,7 @@ from oneserver.acl import ADMIN, MANAGE, USE, Target
 from oneserver.api import Context
 from oneserver.errors import (
     ACTION,
+    ALLOCATE,
     AUTHORIZATION,
     INTERNAL,
     LOCKED,
@@ -71,6 +72,14 @@ def valid_name(name: str, what: str = "") -> str:
     if any(ord(c) < 32 for c in name):
         raise OneError(INTERNAL, "Invalid NAME, control characters are not allowed")
     return name
+
+
+def name_free(kind: str, name: str, label: str, uid: int | None = None) -> None:
+    """ALLOCATE as oned words it when ``name`` is taken (per owner when ``uid`` is given)."""
+    taken = store.name_taken(kind, name, uid)
+    if taken is not None:
+        raise OneError(ALLOCATE, f"Error allocating a new {store.KINDS[kind].obj_name}. NAME is "
+                                 f"already taken by {label} {taken}.")
 
 
 def info(ctx: Context, kind: str, oid: int) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from oneserver import db, settings, store
 from oneserver.acl import ADMIN, CREATE, MANAGE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
 from oneserver.template import Template
@@ -47,10 +47,7 @@ def datastore_allocate(ctx: Context, text: str, cluster_id: int) -> int:
         raise OneError(ALLOCATE, "Error allocating a new datastore. No NAME in template.")
     c.valid_name(name)
     with db.write_transaction():
-        taken = store.name_taken("datastore", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new datastore. NAME is already "
-                                     f"taken by DATASTORE {taken}.")
+        c.name_free("datastore", name, "DATASTORE")
         cid = cluster_id if cluster_id >= 0 else 0
         cluster = store.load("cluster", cid, for_update=True)
         oid = store.next_id("datastore")
@@ -79,31 +76,6 @@ def datastore_delete(ctx: Context, oid: int) -> int:
     return oid
 
 
-@api("one.datastore.update", "isi", (0,))
-def datastore_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "datastore", oid, text, mode)
-
-
-@api("one.datastore.rename", "is")
-def datastore_rename(ctx: Context, oid: int, name: str) -> int:
-    return c.rename(ctx, "datastore", oid, name, unique_per_owner=False)
-
-
-@api("one.datastore.chmod", "iiiiiiiiii")
-def datastore_chmod(ctx: Context, oid: int, *bits: int) -> int:
-    return c.chmod(ctx, "datastore", oid, list(bits))
-
-
-@api("one.datastore.chown", "iii")
-def datastore_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
-    return c.chown(ctx, "datastore", oid, uid, gid)
-
-
-@api("one.datastore.info", "ib", (False,))
-def datastore_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    return c.info(ctx, "datastore", oid)
-
-
 @api("one.datastore.enable", "ib")
 def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
     with db.write_transaction():
@@ -118,3 +90,6 @@ def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
 @api("one.datastorepool.info")
 def datastorepool_info(ctx: Context) -> str:
     return c.listing(ctx, "datastore", "DATASTORE_POOL")
+
+
+generic.register("one.datastore", "datastore", "update", "rename", "chmod", "chown", "info")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from oneserver import db, store
 from oneserver.acl import ADMIN, CREATE, USE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
-from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.errors import ACTION, OneError
 
 RESERVED_GROUPS = (0, 1)
 
@@ -18,10 +18,7 @@ def group_allocate(ctx: Context, name: str) -> int:
     ctx.check(Target("group"), CREATE)
     c.valid_name(name)
     with db.write_transaction():
-        taken = store.name_taken("group", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new group. NAME is already taken by "
-                                     f"GROUP {taken}.")
+        c.name_free("group", name, "GROUP")
         oid = store.next_id("group")
         store.insert("group", {"id": oid, "name": name, "template": [], "users": [],
                                "admins": []})
@@ -50,11 +47,6 @@ def group_info(ctx: Context, oid: int, decrypt: bool) -> str:
     return xml.group(doc)
 
 
-@api("one.group.update", "isi", (0,))
-def group_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "group", oid, text, mode)
-
-
 @api("one.grouppool.info")
 def grouppool_info(ctx: Context) -> str:
     rows = db.Group.select(db.Group.oid, db.Group.doc).order_by(db.Group.oid.desc())
@@ -62,3 +54,6 @@ def grouppool_info(ctx: Context) -> str:
               if ctx.caller.is_admin or r.oid in ctx.caller.groups
               or ctx.may(Target("group", r.oid), USE)]
     return pool("GROUP_POOL", bodies, xml.DEFAULT_GROUP_QUOTAS)
+
+
+generic.register("one.group", "group", "update")

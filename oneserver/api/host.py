@@ -7,7 +7,7 @@ from typing import Any
 
 from oneserver import db, store, wakeup
 from oneserver.acl import ADMIN, CREATE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
 from oneserver.template import Template
@@ -35,10 +35,7 @@ def host_allocate(ctx: Context, name: str, im: str, vmm: str, cluster_id: int) -
             raise OneError(ALLOCATE, f"Error allocating a new host. {what} cannot be empty.")
     c.valid_name(name)
     with db.write_transaction():
-        taken = store.name_taken("host", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new host. NAME is already taken by "
-                                     f"HOST {taken}.")
+        c.name_free("host", name, "HOST")
         cluster = store.load("cluster", cluster_id if cluster_id >= 0 else 0, for_update=True)
         oid = store.next_id("host")
         store.insert("host", new_host(oid, name, im, vmm, cluster))
@@ -88,16 +85,6 @@ def host_update(ctx: Context, oid: int, text: str, mode: int) -> int:
     return result
 
 
-@api("one.host.rename", "is")
-def host_rename(ctx: Context, oid: int, name: str) -> int:
-    return c.rename(ctx, "host", oid, name, unique_per_owner=False)
-
-
-@api("one.host.info", "ib", (False,))
-def host_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    return c.info(ctx, "host", oid)
-
-
 @api("one.host.monitoring", "i")
 def host_monitoring(ctx: Context, oid: int) -> str:
     store.load("host", oid)
@@ -122,3 +109,5 @@ def hostpool_monitoring(ctx: Context, seconds: int) -> str:
         return "<MONITORING_DATA>" + "".join(last.values()) + "</MONITORING_DATA>"
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
 
+
+generic.register("one.host", "host", "rename", "info")

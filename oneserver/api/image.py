@@ -9,7 +9,7 @@ from typing import Any
 
 from oneserver import db, images, operations, store, wakeup
 from oneserver.acl import CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
 from oneserver.history import now
@@ -203,41 +203,10 @@ def image_chtype(ctx: Context, oid: int, type_name: str) -> int:
     return oid
 
 
-@api("one.image.update", "isi", (0,))
-def image_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "image", oid, text, mode)
-
-
-@api("one.image.rename", "is")
-def image_rename(ctx: Context, oid: int, name: str) -> int:
-    return c.rename(ctx, "image", oid, name, unique_per_owner=True)
-
-
-@api("one.image.chmod", "iiiiiiiiii")
-def image_chmod(ctx: Context, oid: int, *bits: int) -> int:
-    return c.chmod(ctx, "image", oid, list(bits))
-
-
-@api("one.image.chown", "iii")
-def image_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
-    return c.chown(ctx, "image", oid, uid, gid)
-
-
-@api("one.image.info", "ib", (False,))
-def image_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    return c.info(ctx, "image", oid)
-
-
-@api("one.image.lock", "iib", (False,))
-def image_lock(ctx: Context, oid: int, level: int, test: bool) -> int:
-    return c.lock(ctx, "image", oid, level, test)
-
-
-@api("one.image.unlock", "i")
-def image_unlock(ctx: Context, oid: int) -> int:
-    return c.unlock(ctx, "image", oid)
-
-
 @api("one.imagepool.info", "iii", (-1, -1))
 def imagepool_info(ctx: Context, flag: int, start: int, end: int) -> str:
     return c.listing(ctx, "image", "IMAGE_POOL", flag, start, end)
+
+
+generic.register("one.image", "image", "update", "rename", "chmod", "chown", "info", "lock",
+                 "unlock", names_per_owner=True)

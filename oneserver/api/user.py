@@ -8,7 +8,7 @@ from typing import Any
 
 from oneserver import db, store
 from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api, hash_password
+from oneserver.api import Context, api, generic, hash_password
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
@@ -64,10 +64,7 @@ def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: l
         raise OneError(XML_RPC_API, "Group ids must be integers")
     gids = list(dict.fromkeys(groups)) or [1 if ctx.caller.is_admin else ctx.caller.gid]
     with db.write_transaction():
-        taken = store.name_taken("user", name)
-        if taken is not None:
-            raise OneError(ALLOCATE, f"Error allocating a new user. NAME is already taken by "
-                                     f"USER {taken}.")
+        c.name_free("user", name, "USER")
         for gid in gids:
             store.load("group", gid)
         oid = store.next_id("user")
@@ -134,11 +131,6 @@ def user_login(ctx: Context, name: str, token: str, valid: int, egid: int) -> st
     return token
 
 
-@api("one.user.update", "isi", (0,))
-def user_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "user", oid, text, mode)
-
-
 @api("one.user.chgrp", "ii")
 def user_chgrp(ctx: Context, oid: int, gid: int) -> int:
     with db.write_transaction():
@@ -203,3 +195,6 @@ def userpool_info(ctx: Context) -> str:
               if ctx.caller.is_admin or r.oid == ctx.caller.uid
               or ctx.may(Target("user", r.oid), USE)]
     return pool("USER_POOL", bodies, xml.DEFAULT_USER_QUOTAS)
+
+
+generic.register("one.user", "user", "update")

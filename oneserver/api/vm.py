@@ -17,7 +17,7 @@ from oneserver import (
     wakeup,
 )
 from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import (
     ACTION,
@@ -147,11 +147,6 @@ def vm_allocate(ctx: Context, text: str, hold: bool) -> int:
     return oid
 
 
-@api("one.vm.info", "ib", (False,))
-def vm_info(ctx: Context, oid: int, decrypt: bool) -> str:
-    return c.info(ctx, "vm", oid)
-
-
 def _vm_and_host(ctx: Context, oid: int, right: int) -> tuple[dict[str, Any], dict | None]:
     vm = c.load_checked(ctx, "vm", oid, right, for_update=True)
     hid = vm["history"][-1]["hid"] if vm["history"] else -1
@@ -261,6 +256,7 @@ def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_i
 
 @api("one.vm.update", "isi", (0,))
 def vm_update(ctx: Context, oid: int, text: str, mode: int) -> int:
+    """Replaces or merges the USER_TEMPLATE (the TEMPLATE changes through updateconf)."""
     return c.update(ctx, "vm", oid, text, mode, field="user_template")
 
 
@@ -294,26 +290,6 @@ def vm_rename(ctx: Context, oid: int, name: str) -> int:
         vm["name"] = name
         store.save("vm", vm)
     return oid
-
-
-@api("one.vm.chmod", "iiiiiiiiii")
-def vm_chmod(ctx: Context, oid: int, *bits: int) -> int:
-    return c.chmod(ctx, "vm", oid, list(bits))
-
-
-@api("one.vm.chown", "iii")
-def vm_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
-    return c.chown(ctx, "vm", oid, uid, gid)
-
-
-@api("one.vm.lock", "iib", (False,))
-def vm_lock(ctx: Context, oid: int, level: int, test: bool) -> int:
-    return c.lock(ctx, "vm", oid, level, test)
-
-
-@api("one.vm.unlock", "i")
-def vm_unlock(ctx: Context, oid: int) -> int:
-    return c.unlock(ctx, "vm", oid)
 
 
 @api("one.vm.recover", "ii")
@@ -374,3 +350,6 @@ def vm_monitoring(ctx: Context, oid: int) -> str:
     rows = (db.VMMonitoring.select(db.VMMonitoring.body).where(db.VMMonitoring.vm_id == oid)
             .order_by(db.VMMonitoring.timestamp))
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"
+
+
+generic.register("one.vm", "vm", "info", "chmod", "chown", "lock", "unlock")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from oneserver import db, store, wakeup
 from oneserver.acl import CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api
+from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.api.vm import allocate_vm
-from oneserver.errors import ALLOCATE, OneError
 from oneserver.history import now
 from oneserver.template import Template
 
@@ -16,10 +15,7 @@ def _insert(ctx: Context, name: str, tmpl: Template) -> int:
     oid = store.next_id("template")
     name = name or f"template-{oid}"
     c.valid_name(name)
-    taken = store.name_taken("template", name, ctx.caller.uid)
-    if taken is not None:
-        raise OneError(ALLOCATE, f"Error allocating a new virtual machine template. NAME is "
-                                 f"already taken by TEMPLATE {taken}.")
+    c.name_free("template", name, "TEMPLATE", ctx.caller.uid)
     doc = c.new_owned_doc(ctx, oid, name)
     tmpl.set("NAME", name)
     doc.update({"regtime": now(), "template": tmpl.to_json()})
@@ -74,11 +70,6 @@ def template_instantiate(ctx: Context, oid: int, name: str, hold: bool, extra: s
     return vmid
 
 
-@api("one.template.update", "isi", (0,))
-def template_update(ctx: Context, oid: int, text: str, mode: int) -> int:
-    return c.update(ctx, "template", oid, text, mode)
-
-
 @api("one.template.rename", "is")
 def template_rename(ctx: Context, oid: int, name: str) -> int:
     result = c.rename(ctx, "template", oid, name, unique_per_owner=True)
@@ -91,31 +82,14 @@ def template_rename(ctx: Context, oid: int, name: str) -> int:
     return result
 
 
-@api("one.template.chmod", "iiiiiiiiiib", (False,))
-def template_chmod(ctx: Context, oid: int, *bits_and_recursive: int) -> int:
-    return c.chmod(ctx, "template", oid, list(bits_and_recursive[:9]))
-
-
-@api("one.template.chown", "iii")
-def template_chown(ctx: Context, oid: int, uid: int, gid: int) -> int:
-    return c.chown(ctx, "template", oid, uid, gid)
-
-
 @api("one.template.info", "ibb", (False, False))
 def template_info(ctx: Context, oid: int, extended: bool, decrypt: bool) -> str:
     return c.info(ctx, "template", oid)
 
 
-@api("one.template.lock", "iib", (False,))
-def template_lock(ctx: Context, oid: int, level: int, test: bool) -> int:
-    return c.lock(ctx, "template", oid, level, test)
-
-
-@api("one.template.unlock", "i")
-def template_unlock(ctx: Context, oid: int) -> int:
-    return c.unlock(ctx, "template", oid)
-
-
 @api("one.templatepool.info", "iii", (-1, -1))
 def templatepool_info(ctx: Context, flag: int, start: int, end: int) -> str:
     return c.listing(ctx, "template", "VMTEMPLATE_POOL", flag, start, end)
+
+
+generic.register("one.template", "template", "update", "chmod", "chown", "lock", "unlock")
