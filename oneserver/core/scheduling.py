@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from oneserver import db, store
+from oneserver import capabilities, db, store
 from oneserver.api.vm import migrate_to, place
 from oneserver.capacity import fits
+from oneserver.driver_contract import Capability
 from oneserver.scheduler.placement import (
     DISPATCH_LIMITED,
     NOT_CONSIDERED,
@@ -109,6 +110,8 @@ class Scheduler:
             if doc["state"] == VmState.ACTIVE and doc["lcm_state"] not in (Lcm.RUNNING,
                                                                            Lcm.UNKNOWN):
                 continue
+            if doc["state"] != VmState.PENDING and not self._can_move(doc):
+                continue
             t = Template.from_json(doc["template"])
             u = Template.from_json(doc["user_template"])
             auto = t.get_str("AUTOMATIC_REQUIREMENTS")
@@ -130,6 +133,13 @@ class Scheduler:
             ))
             docs[doc["id"]] = doc
         return vms, docs
+
+    @staticmethod
+    def _can_move(doc: dict[str, Any]) -> bool:
+        """A resched VM moves by cold migration only where its driver can migrate (the LXC
+        driver can't carry a container's disk to another host yet: it stays where it is)."""
+        vm_mad = doc["history"][-1]["vm_mad"] if doc["history"] else ""
+        return Capability.MIGRATE_COLD in capabilities.of(vm_mad)
 
     # -------------------------------------------------------------- writing results
 
