@@ -27,6 +27,10 @@ def new_datastore(ctx: Context, oid: int, name: str, tmpl: Template, clusters: l
         raise OneError(ALLOCATE, "Error allocating a new datastore. No DS_MAD in template.")
     tmpl.set("TYPE", type_name)
     tmpl.remove("NAME")
+    # Where images may be registered from, unless the template says: oned 7.4's defaults.
+    for attr, value in (("RESTRICTED_DIRS", "/"), ("SAFE_DIRS", "/var/tmp")):
+        if attr not in tmpl:
+            tmpl.set(attr, value)
     doc = c.new_owned_doc(ctx, oid, name)
     doc["perms"] = [1, 1, 0, 1, 0, 0, 0, 0, 0]
     doc.update({
