@@ -37,6 +37,10 @@ DEFAULT_RULES = [
      CREATE, ALL),
     (ALL, ALL | TYPES["ZONE"], USE, ALL),
     (ALL, ALL | TYPES["MARKETPLACE"] | TYPES["MARKETPLACEAPP"], USE, ALL),
+    # The default VDC gives group users every cluster of zone 0 (VdcPool bootstrap): its
+    # members may deploy on any host and use any network and datastore.
+    (GROUP | 1, ALL | TYPES["HOST"], MANAGE, INDIVIDUAL | 0),
+    (GROUP | 1, ALL | TYPES["NET"] | TYPES["DATASTORE"], USE, INDIVIDUAL | 0),
 ]
 
 

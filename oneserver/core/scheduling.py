@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oneserver import capabilities, db, store
+from oneserver.acl import MANAGE, Caller, Rule, Target, allowed
 from oneserver.api.vm import migrate_to, place
 from oneserver.capacity import fits
 from oneserver.driver_contract import Capability
@@ -66,10 +67,13 @@ class Scheduler:
 
     def run_pass(self) -> int:
         """One pass; returns the number of VMs dispatched."""
-        vms, vm_docs = self._vms()
-        if not vms:
-            return 0  # the common case on a wake-up: don't read the host pool at all
+        if not self._pending():
+            return 0  # the common case on a wake-up: don't read the pools at all
         hosts, _ = self._hosts()
+        self._acl_cache: dict[tuple[int, int], set[int]] = {}
+        vms, vm_docs = self._vms(hosts)
+        if not vms:
+            return 0
         result = schedule(vms, hosts, Policy(self.conf.policy, self.conf.rank),
                           PassLimits(self.conf.max_vm, self.conf.max_dispatch,
                                      self.conf.max_host))
@@ -98,7 +102,29 @@ class Scheduler:
             docs[doc["id"]] = doc
         return out, docs
 
-    def _vms(self) -> tuple[list[PendingVM], dict[int, Any]]:
+    def _forbidden(self, vm: dict[str, Any], hosts: list[HostCandidate]) -> set[int]:
+        """Hosts the VM's owner may not deploy on: as mm_sched, unless the owner is oneadmin
+        or in its group, they need MANAGE on the host through permissions or ACL rules."""
+        if vm["uid"] == 0 or vm["gid"] == 0:
+            return set()
+        key = (vm["uid"], vm["gid"])
+        if key not in self._acl_cache:
+            row = db.User.get_or_none(db.User.oid == vm["uid"])
+            groups = frozenset(int(g) for g in row.groups.split(",") if g) if row else \
+                frozenset({vm["gid"]})
+            owner = Caller(vm["uid"], vm["gid"], "", "", groups)
+            if owner.is_admin:
+                self._acl_cache[key] = set()
+            else:
+                rules = [Rule(r.oid, r.user, r.resource, r.rights, r.zone)
+                         for r in db.Acl.select()]
+                self._acl_cache[key] = {
+                    h.id for h in hosts
+                    if not allowed(owner, Target("host", h.id, clusters=(h.cluster_id,)),
+                                   MANAGE, rules)}
+        return self._acl_cache[key]
+
+    def _vms(self, hosts: list[HostCandidate]) -> tuple[list[PendingVM], dict[int, Any]]:
         now = time.time()
         q = db.VM.select(db.VM.doc).where(
             (db.VM.state == VmState.PENDING)
@@ -122,6 +148,7 @@ class Scheduler:
                         if until > now}
             if doc["state"] != VmState.PENDING and doc["history"]:
                 excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
+            excluded |= self._forbidden(doc, hosts)
             try:
                 priority = int(u.get_str("USER_PRIORITY", "0") or 0)
             except ValueError:
@@ -133,6 +160,11 @@ class Scheduler:
             ))
             docs[doc["id"]] = doc
         return vms, docs
+
+    @staticmethod
+    def _pending() -> bool:
+        return db.VM.select(db.VM.oid).where(
+            (db.VM.state == VmState.PENDING) | (db.VM.resched == 1)).exists()
 
     @staticmethod
     def _can_move(doc: dict[str, Any]) -> bool:

@@ -320,7 +320,7 @@ def _best_host(cls: _VmClass, hosts: _Hosts, candidates: Callable[[], list[int]]
 # --------------------------------------------------------------------------------------------
 
 _REASONS = (
-    "excluded after a failed deploy",
+    "excluded (deploy back-off, current host, or the owner may not use it)",
     "not in the VM's clusters",
     "not enough CPU",
     "not enough memory",

@@ -108,3 +108,29 @@ def test_resched_moves_the_vm_by_cold_migration(sched_server: Server) -> None:
     assert vm.HISTORY_RECORDS.HISTORY[0].ACTION == 1  # closed by a migration
     assert vm.RESCHED == 0
     assert one.host.info(a).HOST_SHARE.RUNNING_VMS == 0
+
+
+def test_owner_needs_manage_on_the_host(sched_server: Server) -> None:
+    """As mm_sched: a user's VM goes only where the owner may MANAGE the host. Group users
+    may, by the default VDC's rule; a user of a new group with no rules may not."""
+    one = sched_server.pyone()
+    hid = one.host.allocate("s-acl", "dummy", "dummy", -1)
+    one.host.update(hid, 'ROLE="acltest"', 1)
+    _monitored(one, hid)
+    template = 'NAME="{}"\nCPU=0.1\nMEMORY=32\nSCHED_REQUIREMENTS="ROLE = acltest"\n'
+    one.user.allocate("acl-in-users", "pw", "", [1])
+    in_users = sched_server.pyone("acl-in-users:pw").vm.allocate(template.format("u1"))
+    sched_server.wait_vm(in_users, 3, 3)
+    gid = one.group.allocate("acl-nohosts")
+    one.acl.addrule(f"{0x200000000 | gid:x}", f"{0x400000000 | 0x1000000000:x}", "8")
+    one.user.allocate("acl-outsider", "pw", "", [gid])
+    outsider = sched_server.pyone("acl-outsider:pw").vm.allocate(template.format("u2"))
+    deadline = time.time() + 10
+    message = ""
+    while time.time() < deadline and "owner may not use it" not in message:
+        message = _user_template(one, outsider).get("SCHED_MESSAGE", "")
+        time.sleep(0.05)
+    # Every host of the shared server is out of the owner's reach, this one included.
+    assert "excluded (deploy back-off, current host, or the owner may not use it)" in message
+    assert message.endswith("0 left"), message
+    assert one.vm.info(outsider).STATE == 1

@@ -154,7 +154,8 @@ def test_filters_and_message_counts() -> None:
     result = schedule([pending], hosts, Policy(), PassLimits())
     assert result.placements == []
     assert result.messages == {
-        9: "Cannot dispatch VM: 1 host: excluded after a failed deploy; "
+        9: "Cannot dispatch VM: 1 host: excluded (deploy back-off, current host, or the owner "
+        "may not use it); "
         "1 host: not in the VM's clusters; 1 host: not enough CPU; 1 host: not enough memory; "
         "2 hosts: SCHED_REQUIREMENTS false; 0 left"
     }
