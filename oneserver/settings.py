@@ -3,6 +3,7 @@ the parsed configuration files. Built once per process from flags, environment a
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,10 @@ class Settings:
 
     @property
     def wakeup_socket(self) -> str:
-        return os.path.join(self.data_dir, "core.sock")
+        """An abstract unix socket (Linux) named after the data directory: no file to clean up
+        and no path-length limit, and two servers with different data never cross."""
+        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:24]
+        return f"\0oneserver-{digest}"
 
     @property
     def datastores_dir(self) -> str:

@@ -1,5 +1,5 @@
 """The cheap signal from an API worker to the core: "new work was committed". A datagram on a
-unix socket next to the database; lost datagrams are harmless because the core also polls the
+unix socket (abstract, or a path); lost datagrams are harmless because the core also polls the
 operation and VM rows, which are the truth."""
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class Listener:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        if not path.startswith("\0"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
 
@@ -56,5 +57,6 @@ class Listener:
 
     def close(self) -> None:
         self.sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if not self.path.startswith("\0"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)

@@ -72,13 +72,18 @@ class Core:
             self.kick()
 
     def run(self) -> None:
-        listener = wakeup.Listener(self.conf.wakeup_socket)
+        try:
+            listener: wakeup.Listener | None = wakeup.Listener(self.conf.wakeup_socket)
+        except OSError as exc:  # another core of this data dir holds it: poll only
+            log.warning("no wake-up socket (%s); polling every %s s", exc, POLL_SECONDS)
+            listener = None
         self.jobs.add_job(self._renew, "interval", seconds=LEASE_SECONDS / 3, id="lease",
                           next_run_time=datetime.now())
         self.jobs.add_job(self._schedule, "interval", seconds=self.scheduler.conf.interval,
                           id="schedule")
         self.jobs.start()
-        threading.Thread(target=self._listen, args=(listener,), daemon=True).start()
+        if listener is not None:
+            threading.Thread(target=self._listen, args=(listener,), daemon=True).start()
         try:
             while not self._stop.is_set():
                 self._kicked.wait(POLL_SECONDS)
@@ -92,7 +97,8 @@ class Core:
             self.executor.close()
             self.registry.close()
             lease.release(self.holder)
-            listener.close()
+            if listener is not None:
+                listener.close()
 
     def _listen(self, listener: wakeup.Listener) -> None:
         while not self._stop.is_set():
