@@ -234,6 +234,14 @@ class TMDriver(abc.ABC):
         a later resume on the same host). Called only after the domain is gone. Succeeds if
         nothing is left to remove."""
 
+    def move(self, src: HostRef, dst: HostRef, vm: VMSpec) -> str | None:
+        """Cold migration: carry the VM's directory, as the stopped VM left it, from ``src`` to
+        ``dst``; return its directory on ``dst``. After success it is on ``dst`` and gone from
+        ``src``; after a failure ``src`` is untouched and nothing is left on ``dst``. Returns
+        None when this driver can't move disks between hosts: the core then rebuilds them on
+        ``dst`` from their sources (prolog) after removing them from ``src`` (epilog)."""
+        return None
+
 
 GROUPS = {"im": "oneserver.im", "vmm": "oneserver.vmm", "tm": "oneserver.tm"}
 

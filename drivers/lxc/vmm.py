@@ -102,6 +102,8 @@ class LxcVMM(VMMDriver):
     capabilities = frozenset({
         Capability.SHUTDOWN, Capability.CANCEL, Capability.REBOOT, Capability.RESET,
         Capability.SUSPEND, Capability.RESIZE_LIVE,
+        # Cold migration is the core's: stop here, the TM moves the directory, deploy there.
+        Capability.MIGRATE_COLD,
     })
 
     def __init__(self, options: Mapping[str, Any] | None = None,

@@ -130,6 +130,46 @@ class SshTM(TMDriver):
             return
         self._remove(target_for_host(host, self.options), self.vm_dir(host, vm))
 
+    def move(self, src: HostRef, dst: HostRef, vm: VMSpec) -> str:
+        """Cold migration: ``tar`` on the source piped through this machine into ``tar`` on the
+        destination, into ``<dir>.migrating``; then the source copy is removed and the new one
+        renamed into place. That order also holds when both hosts share one filesystem (the
+        lab's namespace hosts): the copy never lands on the directory it is read from."""
+        src_t, dst_t = target_for_host(src, self.options), target_for_host(dst, self.options)
+        src_dir, dst_dir = self.vm_dir(src, vm), self.vm_dir(dst, vm)
+        part = dst_dir + ".migrating"
+        with self.fetch_slots, self.books.slot(dst.name):
+            self._pipe(src_t, f"tar -C {shlex.quote(src_dir)} --numeric-owner -cf - .",
+                       dst_t, f"rm -rf {shlex.quote(part)} && mkdir -p {shlex.quote(part)} && "
+                       f"tar -C {shlex.quote(part)} --numeric-owner -xpf -",
+                       cleanup=f"rm -rf {shlex.quote(part)}")
+        self._remove(src_t, src_dir)
+        self._sh(dst_t, f"rm -rf {shlex.quote(dst_dir)} && mv {shlex.quote(part)} "
+                        f"{shlex.quote(dst_dir)}", f"put {dst_dir} in place")
+        self.books.count(dst.name, "transfers")
+        return dst_dir
+
+    def _pipe(self, src: Target, produce: str, dst: Target, consume: str, cleanup: str) -> None:
+        """Run ``produce`` on ``src`` with its output fed to ``consume`` on ``dst``; on any
+        failure run ``cleanup`` on ``dst`` and raise."""
+        producer = subprocess.Popen(src.argv(produce), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        try:
+            consumer = subprocess.run(dst.argv(consume), stdin=producer.stdout,
+                                      capture_output=True, timeout=self.timeout)
+            assert producer.stdout is not None
+            producer.stdout.close()
+            err = producer.stderr.read() if producer.stderr else b""
+            code = producer.wait(self.timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            producer.kill()
+            self._sh(dst, cleanup, "clean up a failed move")
+            raise DriverError(f"could not move the disks from {src} to {dst}: {exc}") from exc
+        if code != 0 or consumer.returncode != 0:
+            self._sh(dst, cleanup, "clean up a failed move")
+            detail = (err or consumer.stderr).decode(errors="replace").strip()[:500]
+            raise DriverError(f"could not move the disks from {src} to {dst}: {detail}")
+
     # --- placing one disk -----------------------------------------------------------------
 
     def _place(self, target: Target, host: HostRef, vm: VMSpec, disk: DiskSpec,

@@ -322,6 +322,21 @@ class Executor:
     def op_resize(self, op: db.Operation) -> None:
         self._simple(op, "resize", {Lcm.HOTPLUG_RESIZE})
 
+    def _move_disks(self, vm: Doc, src_id: int, dst: Doc, vmm: str, tm: str) -> str:
+        """Carry the disks to ``dst`` with the TM's move when it has one (the VM keeps what it
+        wrote); otherwise remove them from the source and build them again on ``dst``."""
+        src = store.load("host", src_id) if src_id >= 0 and store.exists("host", src_id) \
+            else None
+        spec = vm_spec(vm, vmm)
+        if src is not None and self.transfer_driver(vm, src) == tm:
+            moved = self.registry.call("tm", tm, "move", host_ref(src), host_ref(dst), spec)
+            if moved is not None:
+                return str(moved)
+        if src is not None:
+            self.registry.call("tm", self.transfer_driver(vm, src), "epilog", host_ref(src),
+                               vm_spec(vm, src["vm_mad"]), False)
+        return str(self.registry.call("tm", tm, "prolog", host_ref(dst), spec))
+
     def op_migrate(self, op: db.Operation) -> None:
         """Cold migration: stop on the source, move the disks, start on the destination."""
         vm = store.load("vm", op.vm_id)
@@ -340,11 +355,7 @@ class Executor:
         vm, dst, vmm, tm = self._snapshot(op)
         if lcm in (Lcm.PROLOG_MIGRATE, Lcm.PROLOG_MIGRATE_POWEROFF, Lcm.PROLOG_MIGRATE_SUSPEND):
             try:
-                if src_id >= 0 and store.exists("host", src_id):
-                    src = store.load("host", src_id)
-                    self.registry.call("tm", self.transfer_driver(vm, src), "epilog",
-                                       host_ref(src), vm_spec(vm, src["vm_mad"]), False)
-                vm_dir = self.registry.call("tm", tm, "prolog", host_ref(dst), vm_spec(vm, vmm))
+                vm_dir = self._move_disks(vm, src_id, dst, vmm, tm)
             except DriverError as exc:
                 self._fail(op, [lcm], f"Error migrating the disks: {exc}")
                 return

@@ -301,6 +301,22 @@ def test_vhosts_through_the_api(vhosts: tuple[Path, list[str]], rootfs: tuple[Pa
             srv.wait_vm(vid, ACTIVE, RUNNING)
         print(f"host MONITORED, its VMs RUNNING again after {time.monotonic() - t0:.2f} s")
 
+        # Cold migration keeps what the container wrote: the TM carries its directory over.
+        mover = next(v for v, h in placed.items() if h == hids[1])
+        marker = vm_dir(srv, mover) / "disk.0" / "written-before-migration"
+        marker.write_text("kept")
+        t0 = time.monotonic()
+        one.vm.migrate(mover, hids[2], False, False, -1, 0)
+        wait_for("VM on the third host",
+                 lambda: one.vm.info(mover).HISTORY_RECORDS.HISTORY[-1].HID == hids[2])
+        srv.wait_vm(mover, ACTIVE, RUNNING, timeout=60)
+        print(f"cold migration over ssh in {time.monotonic() - t0:.2f} s")
+        assert marker.read_text() == "kept"
+        for index, expect in ((2, False), (3, True)):
+            conn = vhost_conn(state, index)
+            assert (domain(conn, mover) is not None) == expect
+            conn.close()
+
         for vid in vids:
             one.vm.action("terminate-hard", vid)
         for vid in vids:
