@@ -36,6 +36,8 @@ class Op:
 def set_state(vm: Doc, state: int, lcm: int = Lcm.LCM_INIT) -> None:
     vm["prev_state"], vm["prev_lcm_state"] = vm["state"], vm["lcm_state"]
     vm["state"], vm["lcm_state"] = int(state), int(lcm)
+    # When it changed: a monitoring sample taken before that can't speak for the new state.
+    vm["state_time"] = time.time()
 
 
 def is_(vm: Doc, state: VmState, *lcms: Lcm) -> bool:

@@ -140,9 +140,8 @@ class Monitor:
         for vm_id in list(host["vms"]):
             vm = store.load("vm", vm_id, for_update=True)
             status = seen.get(vm_id)
-            h = history.last_history(vm)
-            if status is None and h is not None and (h["rstime"] or now) >= int(started) - 1:
-                continue  # it started after the sample was taken: the sample can't know it
+            if vm.get("state_time", 0) >= started:
+                continue  # its state changed after the sample was taken: the sample is stale
             if self._follow(vm, status, now):
                 store.save("vm", vm)
 

@@ -43,8 +43,9 @@ def test_entry_points_and_capabilities() -> None:
     assert isinstance(load("vmm", "lxc"), LxcVMM)
     assert isinstance(load("im", "lxc"), LxcIM)
     caps = LxcVMM.capabilities
-    assert Capability.MIGRATE_LIVE not in caps and Capability.MIGRATE_COLD not in caps
-    assert {Capability.SHUTDOWN, Capability.CANCEL, Capability.SUSPEND} <= caps
+    assert Capability.MIGRATE_LIVE not in caps  # containers move cold: stop, carry, start
+    assert {Capability.SHUTDOWN, Capability.CANCEL, Capability.SUSPEND,
+            Capability.MIGRATE_COLD} <= caps
 
 
 def test_deploy_poll_cancel(vmm: LxcVMM) -> None:
