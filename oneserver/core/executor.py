@@ -102,6 +102,9 @@ class Executor:
             getattr(self, f"op_{op.action}")(op)
         except Superseded as exc:
             result = f"superseded: {exc}"
+        except DriverError as exc:  # e.g. the host names a driver that is not installed
+            status, result = "failed", str(exc)
+            self._strand(op, str(exc))
         except Exception as exc:  # noqa: BLE001 - record it; the VM state says the rest
             log.exception("operation %s %s of VM %s failed", op.id, op.action, op.vm_id)
             status, result = "failed", str(exc)
@@ -114,6 +117,19 @@ class Executor:
                 with self._lock:
                     self._inflight.discard((op.kind, op.vm_id))
                 self.wake()
+
+    def _strand(self, op: db.Operation, message: str) -> None:
+        """A VM operation that failed outside its steps' own error handling must not leave the
+        VM in a transient state for ever: it takes the state's failure path (as recover
+        --failure would), with the reason in USER_TEMPLATE/ERROR."""
+        if op.kind != "vm":
+            return
+        try:
+            vm = store.load("vm", op.vm_id)
+            if vm["state"] == VmState.ACTIVE and vm["lcm_state"] in lifecycle.FAILED:
+                self._fail(op, [vm["lcm_state"]], message)
+        except Exception:  # noqa: BLE001 - the operation is recorded as failed anyway
+            log.exception("could not record the failure of VM %s", op.vm_id)
 
     # ------------------------------------------------------------------ helpers
 

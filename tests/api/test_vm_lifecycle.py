@@ -491,3 +491,18 @@ def test_host_with_vms_cannot_be_deleted(server, one) -> None:
     one.host.delete(hid)
     with pytest.raises(pyone.OneNoExistsException):
         one.host.info(hid)
+
+
+def test_unknown_driver_fails_the_deploy_instead_of_hanging(server, one) -> None:
+    """A host may name a driver that is not installed (oned accepts any name): the host turns
+    ERROR when monitored, and a VM deployed there by hand ends in PROLOG_FAILURE with the
+    reason, instead of staying in PROLOG for ever."""
+    hid = one.host.allocate(uniq("no-such-driver"), "kvm", "kvm", -1)
+    wait_for(lambda: one.host.info(hid).STATE == 3)  # ERROR
+    vid = new_vm(one, hid)
+    one.vm.deploy(vid, hid, False, -1, "")
+    server.wait_vm(vid, 3, 39)
+    assert "no vmm driver named 'kvm'" in dict(one.vm.info(vid).USER_TEMPLATE)["ERROR"]
+    one.vm.recover(vid, 3)
+    server.wait_vm(vid, 6)
+    one.host.delete(hid)
