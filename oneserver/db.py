@@ -9,7 +9,8 @@ import os
 from typing import Any
 
 import peewee as pw
-from playhouse.db_url import connect
+from playhouse.db_url import connect, parse
+from playhouse.shortcuts import ReconnectMixin
 
 database = pw.DatabaseProxy()
 
@@ -157,6 +158,18 @@ MODELS: list[type[Base]] = [
 ]
 
 
+class ReconnectingPostgres(ReconnectMixin, pw.PostgresqlDatabase):  # type: ignore[misc]
+    """PostgreSQL that opens a new connection when the server dropped the old one (a restart
+    of PostgreSQL must not leave every API worker failing until it is restarted too). Only
+    outside a transaction: a transaction cut off fails, and the next call reconnects."""
+
+    reconnect_errors = (
+        (pw.OperationalError, "server closed the connection"),
+        (pw.OperationalError, "terminating connection"),
+        (pw.InterfaceError, "connection already closed"),
+    )
+
+
 def is_sqlite() -> bool:
     return isinstance(database.obj, pw.SqliteDatabase)
 
@@ -179,6 +192,8 @@ def open_database(url: str) -> pw.Database:
             },
             check_same_thread=False,
         )
+    elif url.startswith(("postgresql://", "postgres://")):
+        db = ReconnectingPostgres(**parse(url))
     else:
         db = connect(url)
     database.initialize(db)
