@@ -114,6 +114,14 @@ def stop_server(server: Server) -> None:
         server.proc.wait(20)
     except subprocess.TimeoutExpired:
         server.proc.kill()
+        server.proc.wait()
+    if server.backend == "postgresql":  # each server had a database of its own
+        import psycopg2
+        conn = psycopg2.connect(os.environ[PG_ENV])
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {server.db_url.rsplit('/', 1)[1]}")
+        conn.close()
 
 
 def backends() -> list:
