@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from oneserver import archives
 from oneserver.driver_contract import DiskSpec, DriverError, HostRef, TMDriver, VMSpec
 
 from . import cache
@@ -33,15 +34,6 @@ from .remote import Target, run, target_for_host
 DEFAULT_DATASTORE_DIR = "/var/lib/oneserver/datastores/0"
 CHUNK = 1 << 20
 PROGRESS_EVERY = 0.5  # seconds between reports to the core (it writes at most once a second)
-# tar on a pipe cannot guess the compression, so it is chosen from the file's first bytes, or
-# from its name.
-_COMPRESSION = (
-    ((".tar.gz", ".tgz"), "-z"),
-    ((".tar.xz", ".txz"), "-J"),
-    ((".tar.bz2", ".tbz2"), "-j"),
-    ((".tar",), ""),
-)
-_MAGIC = ((b"\x1f\x8b", "-z"), (b"\xfd7zXZ\x00", "-J"), (b"BZh", "-j"))
 
 
 class Cancelled(DriverError):
@@ -369,16 +361,8 @@ class _Drain:
 def _compression_flag(source: str, disk_id: int) -> str:
     """The tar flag for ``source``: from its first bytes (an image in a datastore has no
     meaningful name), else from its name."""
-    with open(source, "rb") as f:
-        head = f.read(512)
-    for magic, flag in _MAGIC:
-        if head.startswith(magic):
-            return flag
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return ""
-    name = source.lower()
-    for suffixes, flag in _COMPRESSION:
-        if name.endswith(suffixes):
-            return flag
+    fmt = archives.sniff(source)
+    if fmt is not None:
+        return archives.TAR_FLAGS[fmt]
     raise DriverError(f"disk {disk_id}: {source} is neither a directory nor a .tar, .tar.gz, "
                       ".tar.xz or .tar.bz2 archive")

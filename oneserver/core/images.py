@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from oneserver import db, images, store
+from oneserver import archives, db, images, store
 from oneserver.errors import OneError
 from oneserver.images import ImageState
 from oneserver.template import Template
@@ -31,7 +31,6 @@ from oneserver.template import Template
 log = logging.getLogger("oneserver.images")
 Doc = dict[str, Any]
 CHUNK = 1 << 20
-MAGIC = ((b"\x1f\x8b", "tar.gz"), (b"\xfd7zXZ\x00", "tar.xz"), (b"BZh", "tar.bz2"))
 MAX_LINKS = 40
 
 
@@ -155,13 +154,9 @@ def _remove(path: str) -> None:
 def detect_format(path: str) -> str:
     if os.path.isdir(path):
         return "dir"
-    with open(path, "rb") as f:
-        head = f.read(512)
-    for magic, fmt in MAGIC:
-        if head.startswith(magic):
-            return fmt
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
+    fmt = archives.sniff(path, by_name=False)
+    if fmt is not None:
+        return fmt
     raise BadImage(f"{path} is neither a directory nor a tar archive (plain, gzip, xz or "
                    "bzip2)")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import xsd  # tests/api/xsd.py, beside this file
 
 from oneserver.images import ImageState
+from tests.conftest import wait_for
 
 READY, USED, DISABLED, LOCKED, ERROR, USED_PERS = (
     ImageState.READY, ImageState.USED, ImageState.DISABLED, ImageState.LOCKED,
@@ -28,14 +28,6 @@ def uniq(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_for(what: str, check, timeout: float = 20.0):  # noqa: ANN001, ANN201
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_rootfs(path: Path, init: bool = True, sbin_link: bool = False) -> Path:

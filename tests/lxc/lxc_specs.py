@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from oneserver.driver_contract import DiskSpec, NicSpec, VMSpec
 
 
@@ -55,3 +57,12 @@ def raw() -> VMSpec:
 
 
 ALL = {"minimal": minimal, "full": full, "raw": raw}
+
+
+def domain(conn: Any, vid: int) -> Any:
+    """The libvirt domain of VM ``vid`` (``one-<vid>``), or None."""
+    import libvirt
+    try:
+        return conn.lookupByName(f"one-{vid}")
+    except libvirt.libvirtError:
+        return None

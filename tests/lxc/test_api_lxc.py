@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxc_specs import domain
 
 from oneserver.vmstate import HostState, Lcm, VmState
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server, stop_server, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are exceptions already
@@ -23,14 +24,6 @@ ACTIVE, RUNNING = int(VmState.ACTIVE), int(Lcm.RUNNING)
 FAST = ["--monitor-interval", "0.5"]
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 20.0) -> object:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def vm_template(name: str, source: Path | str, memory: int = 48, **extra: str) -> str:
@@ -40,11 +33,6 @@ def vm_template(name: str, source: Path | str, memory: int = 48, **extra: str) -
     return "\n".join(lines) + "\n"
 
 
-def domain(conn: libvirt.virConnect, vid: int) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByName(f"one-{vid}")
-    except libvirt.libvirtError:
-        return None
 
 
 def error_of(one, vid: int) -> str:  # noqa: ANN001 - pyone has no stubs

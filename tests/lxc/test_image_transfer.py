@@ -13,17 +13,18 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxc_specs import domain
 
 from drivers.shared import SharedTM
 from drivers.ssh import SshTM
 from oneserver.driver_contract import DiskSpec, DriverError, HostRef, VMSpec
 from oneserver.images import ImageState
 from oneserver.vmstate import Lcm, VmState
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server, stop_server, wait_for
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "hosts"
 ACTIVE, RUNNING = int(VmState.ACTIVE), int(Lcm.RUNNING)
@@ -31,14 +32,6 @@ FAST = ["--monitor-interval", "0.5"]
 LOCAL = HostRef(0, "localhost")
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def sha256(path: Path) -> str:
@@ -266,11 +259,6 @@ def image_vm(name: str, iid: int, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def domain(conn: libvirt.virConnect, vid: int) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByName(f"one-{vid}")
-    except libvirt.libvirtError:
-        return None
 
 
 def host_metric(one, hid: int, name: str) -> int:  # noqa: ANN001
