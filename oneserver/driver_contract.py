@@ -234,6 +234,13 @@ class TMDriver(abc.ABC):
         a later resume on the same host). Called only after the domain is gone. Succeeds if
         nothing is left to remove."""
 
+    def save(self, host: HostRef, vm: VMSpec, disk: DiskSpec, dest: str) -> bool:
+        """Write the disk's current content on ``host``, as a gzip tar archive, to ``dest`` on
+        this machine (a persistent image's datastore). Called before the epilog that removes
+        the disk. After a failure nothing is left at ``dest``. False when this driver can't
+        (the image then keeps its content)."""
+        return False
+
     def move(self, src: HostRef, dst: HostRef, vm: VMSpec) -> str | None:
         """Cold migration: carry the VM's directory, as the stopped VM left it, from ``src`` to
         ``dst``; return its directory on ``dst``. After success it is on ``dst`` and gone from

@@ -122,6 +122,27 @@ class SshTM(TMDriver):
             return
         self._remove(target_for_host(host, self.options), self.vm_dir(host, vm))
 
+    def save(self, host: HostRef, vm: VMSpec, disk: DiskSpec, dest: str) -> bool:
+        """A persistent image's disk goes back as ``tar -cz`` of its directory on the host,
+        streamed into ``dest`` here."""
+        target = target_for_host(host, self.options)
+        src = posixpath.join(self.vm_dir(host, vm), f"disk.{disk.disk_id}")
+        try:
+            with open(dest, "wb") as out:
+                res = subprocess.run(
+                    target.argv(f"tar -C {shlex.quote(src)} --numeric-owner -czf - ."),
+                    stdout=out, stderr=subprocess.PIPE, timeout=self.timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+            raise DriverError(f"could not save disk {disk.disk_id} from {target}: {exc}") from exc
+        if res.returncode != 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dest)
+            raise DriverError(f"could not save disk {disk.disk_id} from {target}: "
+                              f"{res.stderr.decode(errors='replace').strip()[:500]}")
+        return True
+
     def move(self, src: HostRef, dst: HostRef, vm: VMSpec) -> str:
         """Cold migration: ``tar`` on the source piped through this machine into ``tar`` on the
         destination, into ``<dir>.migrating``; then the source copy is removed and the new one

@@ -263,8 +263,17 @@ class Executor:
 
     def _epilog(self, op: db.Operation, lcm: int, tm: str, keep: bool) -> None:
         vm, host, vmm, _ = self._snapshot(op)
+        ref, spec = host_ref(host), vm_spec(vm, vmm)
+        if lcm == Lcm.EPILOG and not keep:  # the VM's end: persistent images keep its changes
+            disks = {d.disk_id: d for d in spec.disks}
+            try:
+                images.save_persistent(vm, lambda disk_id, dest: bool(self.registry.call(
+                    "tm", tm, "save", ref, spec, disks[disk_id], dest)))
+            except Exception as exc:  # noqa: BLE001 - the epilog fails, the disk stays put
+                self._fail(op, [lcm], f"Error saving a persistent image: {exc}")
+                return
         try:
-            self.registry.call("tm", tm, "epilog", host_ref(host), vm_spec(vm, vmm), keep)
+            self.registry.call("tm", tm, "epilog", ref, spec, keep)
         except DriverError as exc:
             self._fail(op, [lcm], f"Error executing image transfer script: {exc}")
             return

@@ -104,6 +104,41 @@ def _finish(op: db.Operation, src_id: Any, done: tuple[str, str, str, int] | Non
             store.save("image", src)
 
 
+def save_persistent(vm: Doc, save: Callable[[int, str], bool]) -> None:
+    """Before a VM's disks are removed at the end of its life: each disk of a persistent image
+    is written back into the image, as OpenNebula does, so the next VM starts from what this
+    one left. ``save(disk_id, dest)`` writes the disk's content to ``dest`` (the TM's save);
+    the archive is checked and stored like a registered image, then replaces the old one."""
+    for disk in Template.from_json(vm["template"]).vectors("DISK"):
+        if disk.get("PERSISTENT") != "YES" or disk.get("SAVE") != "YES":
+            continue
+        oid = int(disk["IMAGE_ID"])
+        if not store.exists("image", oid):
+            continue
+        img = store.load("image", oid)
+        base = store.load("datastore", img["datastore_id"])["base_path"]
+        os.makedirs(base, exist_ok=True)
+        part = os.path.join(base, f".{uuid.uuid4().hex}.save.part")
+        try:
+            if not save(int(disk.get("DISK_ID", "0")), part):
+                continue  # this transfer driver keeps no changes
+            final, fmt, sha, size_mb = place(part, base, None)
+        finally:
+            _remove(part)
+        with db.write_transaction():
+            img = store.load("image", oid, for_update=True)
+            old = img["source"]
+            img["source"], img["format"], img["size"] = final, fmt, size_mb
+            tmpl = Template.from_json(img["template"])
+            tmpl.set("SHA256", sha)
+            img["template"] = tmpl.to_json()
+            img["modtime"] = int(time.time())
+            store.save("image", img)
+        if old != final:
+            _remove(old)
+        log.info("image %s: saved back from VM %s (%s)", oid, vm["id"], sha[:12])
+
+
 def delete(op: db.Operation) -> None:
     """Remove image ``op.vm_id``'s files, then the image."""
     with db.write_transaction():

@@ -318,6 +318,36 @@ def test_image_vms_on_local_libvirtd(local: tuple[Server, int, int, libvirt.virC
     assert (img.STATE, img.RUNNING_VMS) == (ImageState.READY, 0)
 
 
+@pytest.mark.lxc
+def test_persistent_image_keeps_what_its_vm_wrote(
+        local: tuple[Server, int, int, libvirt.virConnect], tarballs: dict[str, Path]) -> None:
+    """As in OpenNebula: a persistent image is used by one VM at a time and gets that VM's
+    changes back when it ends, so the next VM starts from them."""
+    srv, _, ds, conn = local
+    one = srv.pyone()
+    iid = register(one, ds, tarballs["a"], "busybox-persistent")
+    one.image.persistent(iid, True)
+    before = one.image.info(iid)
+    first = one.vm.allocate(image_vm("pers-1", iid))
+    srv.wait_vm(first, ACTIVE, RUNNING)
+    assert one.image.info(iid).STATE == ImageState.USED_PERS
+    disk = srv.data_dir / "datastores" / "0" / str(first) / "disk.0"
+    (disk / "root" / "written-by-the-first-vm").write_text("kept\n")
+    one.vm.action("terminate-hard", first)
+    srv.wait_vm(first, VmState.DONE)
+    after = one.image.info(iid)
+    assert (after.STATE, after.RUNNING_VMS) == (ImageState.READY, 0)
+    assert after.SOURCE != before.SOURCE and not Path(before.SOURCE).exists()
+    assert after.TEMPLATE["SHA256"] != before.TEMPLATE["SHA256"]
+    second = one.vm.allocate(image_vm("pers-2", iid))
+    srv.wait_vm(second, ACTIVE, RUNNING)
+    disk = srv.data_dir / "datastores" / "0" / str(second) / "disk.0"
+    assert (disk / "root" / "written-by-the-first-vm").read_text() == "kept\n"
+    assert domain(conn, second).isActive()
+    one.vm.action("terminate-hard", second)
+    srv.wait_vm(second, VmState.DONE)
+
+
 def _ops(srv: Server, vid: int) -> list[tuple[str, str, float, float]]:
     db = sqlite3.connect(srv.db_url.removeprefix("sqlite:///"))
     try:
