@@ -4,7 +4,6 @@ optional as in oned, and gets a :class:`Context` with the authenticated caller."
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from oneserver.errors import AUTH_FAILED, AUTHENTICATION, Fault, OneError, not_a
 from oneserver.store import KINDS
 from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, INT_MAX, INT_MIN
 
-log = logging.getLogger(__name__)
 RETRIES = 3  # a call whose transaction hit a PostgreSQL deadlock runs again
 
 TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -135,14 +133,7 @@ def dispatch(name: str, params: tuple[Any, ...]) -> int | str:
         raise Fault(FAULT_TYPE, f"Type mismatch: parameter 1 of {name} must be the session string")
     values = check_params(m, params[1:])
     caller = authenticate(params[0]) if m.authenticate else Caller(-1, -1, "", "")
-    for attempt in range(RETRIES):
-        try:
-            return m.handler(Context(name, caller), *values)
-        except Exception as exc:
-            if attempt + 1 == RETRIES or not db.is_retryable(exc):
-                raise
-            log.info("%s: retrying after %s", name, exc)
-    raise AssertionError("unreachable")
+    return db.retrying(m.handler, Context(name, caller), *values, attempts=RETRIES)
 
 
 def load_all() -> None:

@@ -3,7 +3,9 @@ lock/unlock and filtered pool listings (reference §2.0 and §2.14)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import peewee as pw
@@ -82,6 +84,20 @@ def name_free(kind: str, name: str, label: str, uid: int | None = None) -> None:
                                  f"already taken by {label} {taken}.")
 
 
+@contextlib.contextmanager
+def changing(ctx: Context, kind: str, oid: int, right: int = MANAGE,
+             respect_lock: bool = True) -> Iterator[dict[str, Any]]:
+    """One object changed in one write transaction: loaded (row-locked), checked for
+    ``right`` and, unless told otherwise, against its lock; saved when the block ends
+    without an error."""
+    with db.write_transaction():
+        doc = load_checked(ctx, kind, oid, right, for_update=True)
+        if respect_lock:
+            check_lock(kind, doc, right)
+        yield doc
+        store.save(kind, doc)
+
+
 def info(ctx: Context, kind: str, oid: int) -> str:
     """The stored body of one object: the hot path of every client, one indexed read."""
     k = store.KINDS[kind]
@@ -97,9 +113,7 @@ def update(ctx: Context, kind: str, oid: int, text: str, mode: int,
            field: str = "template") -> int:
     if mode not in (0, 1):
         raise OneError(XML_RPC_API, "Wrong update type", oid)
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
-        check_lock(kind, doc, MANAGE)
+    with changing(ctx, kind, oid) as doc:
         new = parse_template(text, "Cannot update template. ")
         if mode == 0:
             doc[field] = new.to_json()
@@ -107,28 +121,22 @@ def update(ctx: Context, kind: str, oid: int, text: str, mode: int,
             current = Template.from_json(doc[field])
             current.merge(new)
             doc[field] = current.to_json()
-        store.save(kind, doc)
     return oid
 
 
 def rename(ctx: Context, kind: str, oid: int, name: str, unique_per_owner: bool) -> int:
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
-        check_lock(kind, doc, MANAGE)
+    with changing(ctx, kind, oid) as doc:
         valid_name(name)
         other = store.name_taken(kind, name, doc["uid"] if unique_per_owner else None)
         if other is not None and other != oid:
             raise OneError(ACTION, f"Cannot rename to {name!r}: NAME is already taken by "
                                    f"{store.KINDS[kind].obj_name.upper()} {other}.", oid)
         doc["name"] = name
-        store.save(kind, doc)
     return oid
 
 
 def chmod(ctx: Context, kind: str, oid: int, bits: list[int]) -> int:
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
-        check_lock(kind, doc, MANAGE)
+    with changing(ctx, kind, oid) as doc:
         perms = list(doc["perms"])
         for i, bit in enumerate(bits):
             if bit == -1:
@@ -140,14 +148,11 @@ def chmod(ctx: Context, kind: str, oid: int, bits: list[int]) -> int:
                 ctx.check(target(kind, doc), ADMIN)
             perms[i] = bit
         doc["perms"] = perms
-        store.save(kind, doc)
     return oid
 
 
 def chown(ctx: Context, kind: str, oid: int, uid: int, gid: int) -> int:
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
-        check_lock(kind, doc, MANAGE)
+    with changing(ctx, kind, oid) as doc:
         if uid > -1 or gid > -1:
             # Changing the owner is an administrator's act unless it is the caller's own group.
             if uid > -1 and not ctx.caller.is_admin:
@@ -155,37 +160,30 @@ def chown(ctx: Context, kind: str, oid: int, uid: int, gid: int) -> int:
         if uid > -1:
             user = store.load("user", uid)
             doc["uid"], doc["uname"] = uid, user["name"]
-            if gid == -1:
-                pass
         if gid > -1:
             group = store.load("group", gid)
             if not ctx.caller.is_admin and gid not in ctx.caller.groups:
                 raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to "
                                               f"perform action on group.", gid)
             doc["gid"], doc["gname"] = gid, group["name"]
-        store.save(kind, doc)
     return oid
 
 
 def lock(ctx: Context, kind: str, oid: int, level: int, test: bool) -> int:
     if level not in (1, 2, 3, 4):
         raise OneError(XML_RPC_API, "Wrong lock level", oid)
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+    with changing(ctx, kind, oid, respect_lock=False) as doc:
         if doc.get("lock") and test:
             raise OneError(ACTION, f"Object is already locked. Lock time: "
                                    f"{doc['lock']['time']}", oid)
         doc["lock"] = {"locked": level, "owner": ctx.caller.uid, "time": int(time.time()),
                        "req_id": -1}
-        store.save(kind, doc)
     return oid
 
 
 def unlock(ctx: Context, kind: str, oid: int) -> int:
-    with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, MANAGE, for_update=True)
+    with changing(ctx, kind, oid, respect_lock=False) as doc:
         doc["lock"] = None
-        store.save(kind, doc)
     return oid
 
 

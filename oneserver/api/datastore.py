@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneserver import db, settings, store
-from oneserver.acl import ADMIN, CREATE, MANAGE, Target
+from oneserver.acl import ADMIN, CREATE, Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
@@ -82,12 +82,10 @@ def datastore_delete(ctx: Context, oid: int) -> int:
 
 @api("one.datastore.enable", "ib")
 def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
-    with db.write_transaction():
-        ds = c.load_checked(ctx, "datastore", oid, MANAGE, for_update=True)
+    with c.changing(ctx, "datastore", oid, respect_lock=False) as ds:
         if ds["type"] != 1:
             raise OneError(ACTION, "Only system datastores can be enabled or disabled", oid)
         ds["state"] = 0 if enable else 1
-        store.save("datastore", ds)
     return oid
 
 

@@ -161,9 +161,7 @@ def image_delete(ctx: Context, oid: int, force: bool) -> int:
 
 @api("one.image.enable", "ib")
 def image_enable(ctx: Context, oid: int, enable: bool) -> int:
-    with db.write_transaction():
-        img = c.load_checked(ctx, "image", oid, MANAGE, for_update=True)
-        c.check_lock("image", img, MANAGE)
+    with c.changing(ctx, "image", oid) as img:
         have = img["state"]
         want = ImageState.READY if enable else ImageState.DISABLED
         if have != want:
@@ -171,15 +169,12 @@ def image_enable(ctx: Context, oid: int, enable: bool) -> int:
                 raise OneError(ACTION, f"Cannot {'enable' if enable else 'disable'} image "
                                        f"{oid} in state {ImageState(have).name}", oid)
             images.set_state(img, want)
-            store.save("image", img)
     return oid
 
 
 @api("one.image.persistent", "ib")
 def image_persistent(ctx: Context, oid: int, persistent: bool) -> int:
-    with db.write_transaction():
-        img = c.load_checked(ctx, "image", oid, MANAGE, for_update=True)
-        c.check_lock("image", img, MANAGE)
+    with c.changing(ctx, "image", oid) as img:
         if bool(img["persistent"]) != persistent:
             if img["state"] not in (ImageState.READY, ImageState.DISABLED):
                 raise OneError(ACTION, f"Cannot change the persistent type of image {oid} in "
@@ -187,19 +182,15 @@ def image_persistent(ctx: Context, oid: int, persistent: bool) -> int:
                                        "in use", oid)
             img["persistent"] = int(persistent)
             img["modtime"] = now()
-            store.save("image", img)
     return oid
 
 
 @api("one.image.chtype", "is")
 def image_chtype(ctx: Context, oid: int, type_name: str) -> int:
-    with db.write_transaction():
-        img = c.load_checked(ctx, "image", oid, MANAGE, for_update=True)
-        c.check_lock("image", img, MANAGE)
+    with c.changing(ctx, "image", oid) as img:
         if type_name.upper() not in images.TYPES:
             raise OneError(ACTION, f"Unknown image type {type_name}", oid)
         img["type"] = images.TYPES.index(type_name.upper())
-        store.save("image", img)
     return oid
 
 

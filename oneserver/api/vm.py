@@ -265,9 +265,7 @@ def vm_updateconf(ctx: Context, oid: int, text: str, mode: int) -> int:
     if mode not in (0, 1):
         raise OneError(XML_RPC_API, "Wrong update type", oid)
     new = c.parse_template(text)
-    with db.write_transaction():
-        vm = c.load_checked(ctx, "vm", oid, MANAGE, for_update=True)
-        c.check_lock("vm", vm, MANAGE)
+    with c.changing(ctx, "vm", oid) as vm:
         if vm["state"] == VmState.ACTIVE and vm["lcm_state"] != Lcm.RUNNING:
             raise lifecycle.refuse(vm, "updateconf")
         tmpl = Template.from_json(vm["template"])
@@ -277,18 +275,14 @@ def vm_updateconf(ctx: Context, oid: int, text: str, mode: int) -> int:
                 for value in new.get_all(name):
                     tmpl.add(name, value)
         vm["template"] = tmpl.to_json()
-        store.save("vm", vm)
     return oid
 
 
 @api("one.vm.rename", "is")
 def vm_rename(ctx: Context, oid: int, name: str) -> int:
-    with db.write_transaction():
-        vm = c.load_checked(ctx, "vm", oid, MANAGE, for_update=True)
-        c.check_lock("vm", vm, MANAGE)
+    with c.changing(ctx, "vm", oid) as vm:  # VM names need not be unique, unlike others'
         c.valid_name(name)
         vm["name"] = name
-        store.save("vm", vm)
     return oid
 
 

@@ -70,7 +70,6 @@ class Scheduler:
         if not self._pending():
             return 0  # the common case on a wake-up: don't read the pools at all
         hosts, _ = self._hosts()
-        self._acl_cache: dict[tuple[int, int], set[int]] = {}
         vms, vm_docs = self._vms(hosts)
         if not vms:
             return 0
@@ -102,30 +101,9 @@ class Scheduler:
             docs[doc["id"]] = doc
         return out, docs
 
-    def _forbidden(self, vm: dict[str, Any], hosts: list[HostCandidate]) -> set[int]:
-        """Hosts the VM's owner may not deploy on: as mm_sched, unless the owner is oneadmin
-        or in its group, they need MANAGE on the host through permissions or ACL rules."""
-        if vm["uid"] == 0 or vm["gid"] == 0:
-            return set()
-        key = (vm["uid"], vm["gid"])
-        if key not in self._acl_cache:
-            row = db.User.get_or_none(db.User.oid == vm["uid"])
-            groups = frozenset(int(g) for g in row.groups.split(",") if g) if row else \
-                frozenset({vm["gid"]})
-            owner = Caller(vm["uid"], vm["gid"], "", "", groups)
-            if owner.is_admin:
-                self._acl_cache[key] = set()
-            else:
-                rules = [Rule(r.oid, r.user, r.resource, r.rights, r.zone)
-                         for r in db.Acl.select()]
-                self._acl_cache[key] = {
-                    h.id for h in hosts
-                    if not allowed(owner, Target("host", h.id, clusters=(h.cluster_id,)),
-                                   MANAGE, rules)}
-        return self._acl_cache[key]
-
     def _vms(self, hosts: list[HostCandidate]) -> tuple[list[PendingVM], dict[int, Any]]:
         now = time.time()
+        rights = _HostRights(hosts)
         q = db.VM.select(db.VM.doc).where(
             (db.VM.state == VmState.PENDING)
             | ((db.VM.resched == 1) & ((db.VM.state == VmState.POWEROFF)
@@ -148,7 +126,7 @@ class Scheduler:
                         if until > now}
             if doc["state"] != VmState.PENDING and doc["history"]:
                 excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
-            excluded |= self._forbidden(doc, hosts)
+            excluded |= rights.forbidden(doc)
             try:
                 priority = int(u.get_str("USER_PRIORITY", "0") or 0)
             except ValueError:
@@ -215,6 +193,38 @@ class Scheduler:
                     u.set("SCHED_MESSAGE", f"{stamp} : {message}")
                     vm["user_template"] = u.to_json()
                     store.save("vm", vm)
+
+
+class _HostRights:
+    """For one pass: the hosts each VM owner may not deploy on. As mm_sched, unless the owner
+    is oneadmin or in its group, they need MANAGE on the host (permissions or ACL rules)."""
+
+    def __init__(self, hosts: list[HostCandidate]) -> None:
+        self.hosts = hosts
+        self._rules: list[Rule] | None = None
+        self._by_owner: dict[tuple[int, int], set[int]] = {}
+
+    def forbidden(self, vm: dict[str, Any]) -> set[int]:
+        key = (vm["uid"], vm["gid"])
+        if vm["uid"] == 0 or vm["gid"] == 0:
+            return set()
+        if key not in self._by_owner:
+            self._by_owner[key] = self._compute(vm["uid"], vm["gid"])
+        return self._by_owner[key]
+
+    def _compute(self, uid: int, gid: int) -> set[int]:
+        row = db.User.get_or_none(db.User.oid == uid)
+        groups = frozenset(int(g) for g in row.groups.split(",") if g) if row else \
+            frozenset({gid})
+        owner = Caller(uid, gid, "", "", groups)
+        if owner.is_admin:
+            return set()
+        if self._rules is None:
+            self._rules = [Rule(r.oid, r.user, r.resource, r.rights, r.zone)
+                           for r in db.Acl.select()]
+        return {h.id for h in self.hosts
+                if not allowed(owner, Target("host", h.id, clusters=(h.cluster_id,)),
+                               MANAGE, self._rules)}
 
 
 def _system_tm() -> str:

@@ -30,6 +30,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from oneserver.scheduler.expr import (
     ExprError,
@@ -54,6 +55,8 @@ __all__ = [
 # Host variables this pass changes as it places VMs; expressions reading them are re-evaluated
 # for a host whenever that host receives a VM.
 DYNAMIC_VARIABLES = frozenset({"RUNNING_VMS", "CPU_USAGE", "MEM_USAGE", "CURRENT_VMS"})
+
+T = TypeVar("T")
 
 # DEFAULT_SCHED POLICY -> rank expression (section 7.2); 3 is the custom RANK text.
 _POLICY_RANKS = {0: "RUNNING_VMS", 1: "- RUNNING_VMS", 2: "FREE_CPU", 4: "PRIORITY"}
@@ -372,6 +375,20 @@ def _explain(cls: _VmClass, hosts: _Hosts) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _cached(cache: dict[str, T | str], text: str, label: str, build: Callable[[], T]
+            ) -> T | str:
+    """The table of expression ``text`` for this pass, built once; a text that does not
+    compile gets the message that will explain it to its VMs instead."""
+    table = cache.get(text)
+    if table is None:
+        try:
+            table = build()
+        except ExprError as exc:
+            table = f"{label}: {exc}"
+        cache[text] = table
+    return table
+
+
 class _Pass:
     def __init__(self, hosts: Sequence[HostCandidate], policy: Policy, limits: PassLimits):
         self.hosts = _Hosts(hosts, limits.max_host)
@@ -389,24 +406,12 @@ class _Pass:
         self.cluster_hosts: dict[frozenset[int] | None, list[int]] = {}
 
     def req_table(self, text: str) -> _ReqTable | str:
-        table = self.req_tables.get(text)
-        if table is None:
-            try:
-                table = _ReqTable(*_requirements(text), self.hosts)
-            except ExprError as exc:
-                table = f"SCHED_REQUIREMENTS: {exc}"
-            self.req_tables[text] = table
-        return table
+        return _cached(self.req_tables, text, "SCHED_REQUIREMENTS",
+                       lambda: _ReqTable(*_requirements(text), self.hosts))
 
     def rank_table(self, text: str) -> _RankTable | str:
-        table = self.rank_tables.get(text)
-        if table is None:
-            try:
-                table = _RankTable(*_rank(text), self.hosts)
-            except ExprError as exc:
-                table = f"SCHED_RANK: {exc}"
-            self.rank_tables[text] = table
-        return table
+        return _cached(self.rank_tables, text, "SCHED_RANK",
+                       lambda: _RankTable(*_rank(text), self.hosts))
 
     def classify(self, vm: PendingVM) -> _VmClass | str:
         """The VM's class, or the message explaining why its expressions do not compile."""
