@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 from lxml import etree
 
+from oneserver import xmltext
+
 Vector = dict[str, str]
 Value = str | Vector
 
@@ -21,7 +23,12 @@ MAX_SOURCE = 4 * 1024 * 1024  # characters; oned has no limit, but we must bound
 XML_MALFORMED = "Parse error: XML Template malformed."
 
 # Single character classes only (each match is linear); they keep the hand-written lexer fast.
+# A name is what oned's lexer takes as a VARIABLE ([[:alnum:]_]+ in the C locale), in both forms.
 _NAME_RUN = re.compile(r"[A-Za-z0-9_]+")
+# Every name becomes an XML element name. oned fixes a top-level name that cannot be one
+# (_attr_name) but writes a vector member as it came, so "DISK = [ 9X = 1 ]" made its bodies
+# unparseable; such a member is refused instead.
+_MEMBER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # oned's bare value is [^=#[:blank:]\n,\[\]]+. We also stop at \r: flex silently drops a stray \r
 # between tokens, and treating CRLF files like LF files is what users of such files expect.
 _BARE_RUN = re.compile(r"[^=#,\[\] \t\r\n]+")
@@ -34,12 +41,13 @@ class TemplateError(ValueError):
 
 
 def _attr_name(name: str) -> str:
-    """Normalise a top-level name like oned's Attribute constructor does."""
-    name = name.upper()
-    # Names must be usable as XML element names when the template is rendered.
-    if name and (not name[0].isalpha() or name.startswith("XML")):
-        name = "ONE_" + name
-    return name
+    """A top-level name (one ``_NAME_RUN``) as oned's Attribute constructor makes it: upper
+    case, with ONE_ before a name that does not start with a letter or "_" or that starts with
+    "XML" as written (oned tests the name before upper-casing it: "xml_a" becomes XML_A)."""
+    upper = name.upper()
+    if not (name[0].isalpha() or name[0] == "_") or name.startswith("XML"):
+        return "ONE_" + upper
+    return upper
 
 
 class Template:
@@ -125,10 +133,10 @@ class Template:
         parts = [f"<{root}>"]
         for name, value in self._sorted():
             if isinstance(value, dict):
-                inner = "".join(f"<{k}>{_cdata(value[k])}</{k}>" for k in sorted(value))
+                inner = "".join(f"<{k}>{xmltext.cdata(value[k])}</{k}>" for k in sorted(value))
                 parts.append(f"<{name}>{inner}</{name}>")
             else:
-                parts.append(f"<{name}>{_cdata(value)}</{name}>")
+                parts.append(f"<{name}>{xmltext.cdata(value)}</{name}>")
         parts.append(f"</{root}>")
         return "".join(parts)
 
@@ -174,12 +182,6 @@ class Template:
 
 def _copy(value: Value) -> Value:
     return copy.copy(value) if isinstance(value, dict) else value
-
-
-def _cdata(value: str) -> str:
-    # The parsers refuse "]]>", but a value set from code could still hold it; splitting the
-    # section keeps the document well formed instead of letting the value inject markup.
-    return "<![CDATA[" + value.replace(_CDATA_END, "]]]]><![CDATA[>") + "]]>"
 
 
 def _quote(value: str) -> str:
@@ -323,6 +325,9 @@ def _vector(lexer: _Lexer) -> Vector:
     while True:
         if tok.kind != "VARIABLE":
             raise _syntax_error(tok, expecting)
+        if not _MEMBER_NAME.fullmatch(tok.text):
+            raise _syntax_error(tok, (), f"attribute name {tok.text} must start with a letter "
+                                         "or _")
         equal = lexer.next()
         if equal.kind != "EQUAL":
             raise _syntax_error(equal, ("EQUAL",))
@@ -379,6 +384,15 @@ def _xml_parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
 
 
+def _xml_name(element: etree._Element, pattern: re.Pattern[str]) -> str:
+    # The same names as the text form: "<A-B>" and "<É>" are XML names, but a template
+    # holding one could not be written back as text (to_text, onevm update's editor).
+    name = etree.QName(element).localname
+    if not pattern.fullmatch(name):
+        raise TemplateError(XML_MALFORMED)
+    return name
+
+
 def parse_xml(source: str) -> Template:
     _check_size(source)
     try:
@@ -392,12 +406,13 @@ def parse_xml(source: str) -> Template:
     for child in root:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions
-        name = _attr_name(etree.QName(child).localname)
+        name = _attr_name(_xml_name(child, _NAME_RUN))
         elements = [m for m in child if isinstance(m.tag, str)]
         if elements:
             # Members keep their case (oned does not upper-case them); the last duplicate wins.
             # Unlike oned we also accept indented XML (whitespace before the first member).
-            vector = {etree.QName(m).localname: m.text for m in elements if m.text is not None}
+            names = [_xml_name(m, _MEMBER_NAME) for m in elements]
+            vector = {n: m.text for n, m in zip(names, elements, strict=True) if m.text is not None}
             tmpl.items.append((name, vector))
         elif child.text is not None:  # <X/> and <X></X> carry nothing and are dropped
             tmpl.items.append((name, "".join(child.itertext())))

@@ -1,13 +1,15 @@
 """XML documents as oned 7.4 renders them: element order, CDATA on template values, no
-whitespace. Mechanism only: these functions turn stored documents into text and decide nothing."""
+whitespace. Mechanism only: these functions turn stored documents into text and decide nothing.
+Every value goes through ``oneserver.xmltext`` (``el`` and ``cdata`` here, or a template's
+``to_xml``), so whatever it holds the document stays well formed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from oneserver import xmltext
 from oneserver.template import Template
-from oneserver.wire import escape
 
 PERM_NAMES = (
     "OWNER_U", "OWNER_M", "OWNER_A", "GROUP_U", "GROUP_M", "GROUP_A", "OTHER_U", "OTHER_M",
@@ -17,11 +19,12 @@ PERM_NAMES = (
 
 def el(name: str, value: Any) -> str:
     """A plain element, text escaped."""
-    return f"<{name}>{escape(str(value))}</{name}>"
+    return f"<{name}>{xmltext.text(str(value))}</{name}>"
 
 
 def cdata(name: str, value: Any) -> str:
-    return f"<{name}><![CDATA[{value}]]></{name}>"
+    """An element whose text is a CDATA section, as oned writes driver names and values."""
+    return f"<{name}>{xmltext.cdata(str(value))}</{name}>"
 
 
 def permissions(perms: Sequence[int]) -> str:

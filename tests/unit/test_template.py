@@ -24,7 +24,8 @@ DESCRIPTION =
 TOKEN = r"[$A-Za-z_]+"
 ERROR_RE = re.compile(
     rf"^Parse error: syntax error, (unexpected (character '.'|\S+), expecting {TOKEN}( or {TOKEN})*"
-    r"|value contains \]\]>) at line \d+, columns \d+:\d+$"
+    r"|value contains \]\]>|attribute name \w+ must start with a letter or _)"
+    r" at line \d+, columns \d+:\d+$"
 )
 
 
@@ -81,9 +82,28 @@ def test_blanks_and_newlines_between_tokens():
 
 
 def test_names_upper_cased_and_prefixed():
-    t = parse("cpu = 1\n1st = a\n_x = b\nxml_data = c\nXmlFoo = d\nv = [ key = 1 ]")
-    assert t.names() == ["CPU", "ONE_1ST", "ONE__X", "ONE_XML_DATA", "ONE_XMLFOO", "V"]
+    # oned's Attribute constructor: ONE_ before a name not starting with a letter or "_", or
+    # starting with "XML" as written (it looks before upper-casing).
+    t = parse("cpu = 1\n1st = a\n_x = b\nxml_data = c\nXMLFoo = d\nXmlBar = e\nv = [ key = 1 ]")
+    assert t.names() == ["CPU", "ONE_1ST", "_X", "XML_DATA", "ONE_XMLFOO", "XMLBAR", "V"]
     assert t.get("v") == {"KEY": "1"}  # members upper-cased, no prefix
+    assert parse("V = [ _k = 1, k_9 = 2 ]").get("V") == {"_K": "1", "K_9": "2"}
+
+
+@pytest.mark.parametrize("source", ['DISK=[9X="1"]', "V = [ A = 1, 2B = 2 ]", "V = [ 0 = 1 ]"])
+def test_vector_member_names_must_be_xml_names(source):
+    # oned takes them and writes <9X>, which no client can parse; refused where they enter.
+    text = err(source)
+    assert ERROR_RE.match(text), text
+    assert "must start with a letter or _" in text
+
+
+@pytest.mark.parametrize("source", [
+    "<T><A-B>1</A-B></T>", "<T><V><a.b>1</a.b></V></T>", "<T><É>1</É></T>",
+    "<T><V><ü>1</ü></V></T>", "<T><V><m-x/></V></T>",
+])
+def test_xml_names_are_template_names(source):
+    assert err(source) == "Parse error: XML Template malformed."
 
 
 def test_quoted_values():
@@ -210,7 +230,7 @@ def test_xml_rules():
     )
     assert t.items == [
         ("CPU", "1"),
-        ("ONE_XMLISH", "2"),
+        ("XMLISH", "2"),
         ("V", {"low": "a", "X": "2"}),  # member case kept, last duplicate wins
         ("W", {"K": "v"}),
         ("G", ""),
@@ -281,8 +301,15 @@ def test_to_xml_sorted_cdata():
 
 
 def test_to_xml_never_injects_markup():
-    xml = Template([("A", "x]]><B>evil</B>")]).to_xml()
-    assert parse(xml).items == [("A", "x]]><B>evil</B>")]
+    xml = Template([("A", "x]]><B>evil</B>"), ("V", {"K": "]]>]]]>>"})]).to_xml()
+    assert parse(xml).items == [("A", "x]]><B>evil</B>"), ("V", {"K": "]]>]]]>>"})]
+
+
+def test_to_xml_replaces_what_xml_cannot_carry():
+    # Driver output may hold C0 controls or lone surrogates; XML 1.0 has no way to write them.
+    xml = Template([("ERROR", "a\x00b\x1b[0m\x7f\ud800\uffff\tz\n")]).to_xml()
+    xml.encode()  # no lone surrogate left
+    assert parse(xml).get("ERROR") == "a\ufffdb\ufffd[0m\x7f\ufffd\ufffd\tz\n"
 
 
 def test_to_text():
