@@ -90,7 +90,10 @@ def _pg_database(base_url: str) -> str:
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
-def start_server(tmp: Path, backend: str, extra: list[str] | None = None) -> Server:
+def start_server(tmp: Path, backend: str, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> Server:
+    """``oneserver serve`` on a free port with ``extra`` flags; ``env`` is added to this
+    process's environment (oneadmin's password comes from ``tmp/one_auth``)."""
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     auth = tmp / "one_auth"
@@ -100,7 +103,7 @@ def start_server(tmp: Path, backend: str, extra: list[str] | None = None) -> Ser
     else:
         db_url = _pg_database(os.environ[PG_ENV])
     port = free_port()
-    env = dict(os.environ, ONE_AUTH=str(auth))
+    env = dict(os.environ, ONE_AUTH=str(auth), **(env or {}))
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "oneserver", "serve", "--port", str(port), "--data", str(data),

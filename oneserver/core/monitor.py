@@ -39,6 +39,8 @@ class Monitor:
         self.interval = interval
         self._busy: set[int] = set()
         self._lock = threading.Lock()
+        # The last unexpected failure logged per host: a broken driver fails every interval.
+        self._logged: dict[int, str] = {}
 
     def due(self) -> int:
         """Start a sample of every host whose last one is older than the interval."""
@@ -61,8 +63,14 @@ class Monitor:
             host = store.load("host", hid)
             try:
                 result: HostMonitor | str = self.registry.call("im", im, "monitor", host_ref(host))
+                self._logged.pop(hid, None)
             except DriverError as exc:
                 result = str(exc) or exc.__class__.__name__
+            except Exception as exc:  # noqa: BLE001 - a driver bug: the host says it too
+                result = f"{exc.__class__.__name__}: {exc}"
+                if self._logged.get(hid) != result:
+                    self._logged[hid] = result
+                    log.exception("monitoring host %s failed", hid)
             db.retrying(self._write, hid, result, started)
         except Exception:  # noqa: BLE001 - one broken host must not stop monitoring
             log.exception("monitoring host %s failed", hid)

@@ -3,18 +3,24 @@ and ``TM_MAD`` blocks (``-t`` threads, ``-r`` retries)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import shlex
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib.metadata import Distribution, distributions, entry_points
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from oneserver import driver_contract as dc
 from oneserver.template import Template
 
 T = TypeVar("T")
 DEFAULT_THREADS = 15
+log = logging.getLogger("oneserver.drivers")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,32 @@ def parse_arguments(arguments: str) -> DriverConf:
     return DriverConf(threads, retries, options)
 
 
+def _pip_install(dist: Distribution, extra: str) -> str:
+    """The command that adds ``extra`` to this installation of ``dist``: from the directory
+    pip installed it from (editable or not), else by name. The checkout's own ``*.egg-info``
+    may be found first on the path; pip's record is in the installed copy's metadata."""
+    for found in distributions(name=dist.name):
+        info = json.loads(found.read_text("direct_url.json") or "{}")
+        url = urlsplit(info.get("url", ""))
+        if url.scheme == "file":
+            editable = "-e " if info.get("dir_info", {}).get("editable") else ""
+            return f"{sys.executable} -m pip install {editable}'{unquote(url.path)}[{extra}]'"
+    return f"{sys.executable} -m pip install '{dist.name}[{extra}]'"
+
+
+def load_failure(kind: str, name: str, exc: Exception) -> str:
+    """Why driver ``name`` can't be used, and for a missing module what to install: a plug-in
+    named like an extra of its distribution (``lxc``) needs that extra."""
+    what = f"cannot load the {name} {kind.upper()} driver: {exc.__class__.__name__}: {exc}"
+    if not isinstance(exc, ImportError):
+        return what
+    found = entry_points(group=dc.GROUPS[kind], name=name)
+    dist = next(iter(found)).dist if found else None
+    if dist is not None and name in (dist.metadata.get_all("Provides-Extra") or []):
+        return f"{what}; install it with: {_pip_install(dist, name)}"
+    return f"{what}; install the Python package that provides {exc.name or 'it'}"
+
+
 def driver_confs(conf: Template, block: str) -> dict[str, DriverConf]:
     out = {}
     for vec in conf.vectors(block):
@@ -62,6 +94,8 @@ class Registry:
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
+        # Load failures already logged: the monitor retries a host's driver every interval.
+        self._reported: set[str] = set()
         # Handed to every TM driver: where transfers report progress (set by the core).
         self.progress_sink: dc.ProgressSink | None = None
 
@@ -69,11 +103,22 @@ class Registry:
         return self._confs["vm" if kind == "vmm" else kind].get(name, DriverConf())
 
     def driver(self, kind: str, name: str) -> Any:
-        """The instance of driver ``name`` (im, vmm or tm); DriverError if not installed."""
+        """The instance of driver ``name`` (im, vmm or tm); DriverError if it is not installed
+        or can't be loaded (a module it imports is missing, its constructor fails): the host or
+        VM then shows why, and the log says it once."""
         key = (kind, name)
         with self._lock:
             if key not in self._drivers:
-                drv = dc.load(kind, name, self.conf(kind, name).options)
+                try:
+                    drv = dc.load(kind, name, self.conf(kind, name).options)
+                except dc.DriverError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any plug-in failure is the driver's
+                    message = load_failure(kind, name, exc)
+                    if message not in self._reported:
+                        self._reported.add(message)
+                        log.error("%s", message, exc_info=not isinstance(exc, ImportError))
+                    raise dc.DriverError(message) from exc
                 if kind == "tm":
                     drv.progress = self.progress_sink
                 self._drivers[key] = drv
