@@ -129,6 +129,9 @@ class Operation(Base):
     started = pw.FloatField(null=True)
     finished = pw.FloatField(null=True)
     result = pw.TextField(null=True)
+    # The VM's state_seq this operation expects: the VM's when queued, then the one its own
+    # last step wrote. A VM whose state_seq differs was moved on by someone else.
+    state_seq = pw.IntegerField(null=True)
 
 
 class Lease(Base):
@@ -232,9 +235,10 @@ def _add_missing_columns(db: pw.Database) -> None:
     from playhouse.migrate import SchemaMigrator, migrate
 
     have = {c.name for c in db.get_columns(Operation._meta.table_name)}
-    if "kind" not in have:
-        migrate(SchemaMigrator.from_database(db).add_column(Operation._meta.table_name, "kind",
-                                               Operation.kind))
+    for column in (Operation.kind, Operation.state_seq):
+        if column.name not in have:
+            migrate(SchemaMigrator.from_database(db).add_column(Operation._meta.table_name,
+                                                                column.name, column))
 
 
 def write_transaction() -> Any:

@@ -38,6 +38,15 @@ def set_state(vm: Doc, state: int, lcm: int = Lcm.LCM_INIT) -> None:
     vm["state"], vm["lcm_state"] = int(state), int(lcm)
     # When it changed: a monitoring sample taken before that can't speak for the new state.
     vm["state_time"] = time.time()
+    # Which change this is: an operation remembers the number its VM had when it was queued
+    # or after its own last step, and so knows after a crash whether the VM is still where it
+    # left it (go on from there) or was moved on by someone else since (nothing left to do).
+    vm["state_seq"] = state_seq(vm) + 1
+
+
+def state_seq(vm: Doc) -> int:
+    """How many state changes the VM has had (0 for a VM stored before they were counted)."""
+    return int(vm.get("state_seq", 0))
 
 
 def is_(vm: Doc, state: VmState, *lcms: Lcm) -> bool:
@@ -288,6 +297,15 @@ FAILED: dict[int, tuple[VmState, Lcm]] = {
 }
 RETRY = {v[1]: k for k, v in FAILED.items() if v[1] in FAILURE_STATES}
 
+# A transient state whose driver work succeeded and that is not the operation's last step:
+# the state of the next step (the others settle, SETTLED_OK).
+ADVANCE: dict[int, Lcm] = {
+    L.PROLOG: L.BOOT, L.PROLOG_RESUME: L.BOOT_STOPPED, L.PROLOG_UNDEPLOY: L.BOOT_UNDEPLOY,
+    L.PROLOG_MIGRATE: L.BOOT_MIGRATE, L.SAVE_MIGRATE: L.PROLOG_MIGRATE,
+    L.SHUTDOWN: L.EPILOG, L.SHUTDOWN_UNDEPLOY: L.EPILOG_UNDEPLOY, L.SAVE_STOP: L.EPILOG_STOP,
+}
+EPILOG_STATES = frozenset({L.EPILOG, L.EPILOG_STOP, L.EPILOG_UNDEPLOY})
+
 
 def settle(vm: Doc, host: Doc | None) -> None:
     """The driver work of the VM's transient state succeeded: move to where it ends."""
@@ -315,6 +333,22 @@ def settle(vm: Doc, host: Doc | None) -> None:
         clear_error(vm)
     if release and host is not None:
         del_capacity(host, vm)
+
+
+def advance(vm: Doc, host: Doc | None) -> None:
+    """The driver work of the VM's transient state succeeded: on to the operation's next step
+    (PROLOG → BOOT, SHUTDOWN → EPILOG…), or settle when it was the last."""
+    nxt = ADVANCE.get(vm["lcm_state"])
+    if nxt is None:
+        settle(vm, host)
+        return
+    h = last_history(vm)
+    if h is not None and nxt in EPILOG_STATES:
+        h["retime"] = h["retime"] or now()
+        h["estime"] = now()
+    if h is not None and nxt in (L.BOOT, L.BOOT_STOPPED, L.BOOT_UNDEPLOY, L.BOOT_MIGRATE):
+        h["petime"] = now()
+    set_state(vm, S.ACTIVE, nxt)
 
 
 def fail(vm: Doc, message: str) -> None:

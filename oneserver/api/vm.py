@@ -159,7 +159,7 @@ def _commit(vm: dict[str, Any], host: dict | None, ops: list[lifecycle.Op]) -> N
     store.save("vm", vm)
     if host is not None:
         store.save("host", host)
-    operations.enqueue(vm["id"], ops)
+    operations.enqueue(vm, ops)
 
 
 def _system_ds(host: dict[str, Any], ds_id: int) -> tuple[int, str]:

@@ -1,18 +1,27 @@
 """Runs queued driver operations: at most one in flight per VM, in the order they were queued,
-each on its driver's thread pool. Every step's outcome is written back in its own transaction,
-and only if the VM is still in the state the step expects (a step overtaken by, say, a
-``recover --delete`` is dropped; the cleanup queued after it undoes what it did)."""
+each on its driver's thread pool.
+
+A VM operation walks its VM through transient states (``operations.DRIVES``), one driver step
+per state: PROLOG the TM's prolog, BOOT the VMM's deploy, SHUTDOWN the shutdown, EPILOG the
+TM's epilog… Each step's outcome (the next state, or the settled or failed one) is written in
+one transaction together with the operation's ``state_seq``, the VM's count of state changes
+after it. So wherever the core dies, the operation, run again, finds its VM either where its
+last step left it (it goes on with that state's step; a settled VM leaves nothing to do) or
+changed by someone else since (a ``recover``, a newer action, the monitor): then it is
+superseded, touches nothing, and the operations queued after it deal with the VM. A step cut
+short by a crash simply runs again: driver calls converge when repeated (deploy returns the
+running domain, cancel and epilog succeed when nothing is left)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from oneserver import db, history, lifecycle, operations, store
+from oneserver import db, lifecycle, operations, store
 from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
@@ -22,18 +31,13 @@ from oneserver.vmstate import Lcm, VmState
 log = logging.getLogger("oneserver.core")
 Doc = dict[str, Any]
 
-PROLOG_NEXT = {Lcm.PROLOG: Lcm.BOOT, Lcm.PROLOG_RESUME: Lcm.BOOT_STOPPED,
-               Lcm.PROLOG_UNDEPLOY: Lcm.BOOT_UNDEPLOY, Lcm.PROLOG_MIGRATE: Lcm.BOOT_MIGRATE}
-SHUTDOWN_EPILOG = {"done": Lcm.EPILOG, "undeploy": Lcm.EPILOG_UNDEPLOY, "stop": Lcm.EPILOG_STOP}
-SHUTDOWN_STATES = {Lcm.SHUTDOWN, Lcm.SHUTDOWN_POWEROFF, Lcm.SHUTDOWN_UNDEPLOY, Lcm.SAVE_STOP}
-EPILOG_STATES = {Lcm.EPILOG, Lcm.EPILOG_STOP, Lcm.EPILOG_UNDEPLOY}
 SHUTDOWN_TIMEOUT = 30.0
 # VM operations in flight at once (each mostly waits on a driver slot or a host).
 OPERATION_THREADS = 256
 
 
 class Superseded(Exception):
-    """The VM left the state this step was for."""
+    """Someone else changed the VM's state since this operation's last step."""
 
 
 class Executor:
@@ -99,15 +103,14 @@ class Executor:
     def _run(self, op: db.Operation) -> None:
         status, result = "done", None
         try:
-            getattr(self, f"op_{op.action}")(op)
+            self._perform(op)
         except Superseded as exc:
             result = f"superseded: {exc}"
-        except DriverError as exc:  # e.g. the host names a driver that is not installed
-            status, result = "failed", str(exc)
-            self._strand(op, str(exc))
-        except Exception as exc:  # noqa: BLE001 - record it; the VM state says the rest
-            log.exception("operation %s %s of VM %s failed", op.id, op.action, op.vm_id)
-            status, result = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - record it; the VM takes its failure path
+            if not isinstance(exc, DriverError):  # e.g. a driver that is not installed
+                log.exception("operation %s %s of VM %s failed", op.id, op.action, op.vm_id)
+            status, result = "failed", str(exc) or repr(exc)
+            self._strand(op, result)
         finally:
             try:
                 with db.write_transaction():
@@ -118,133 +121,138 @@ class Executor:
                     self._inflight.discard((op.kind, op.vm_id))
                 self.wake()
 
+    def _perform(self, op: db.Operation) -> None:
+        if op.kind == "image":
+            (images.copy if op.action == "image_copy" else images.delete)(op)
+        elif op.action == "epilog" and op.args.get("then") == "none":
+            self._clean(op, cancel=False)  # a terminated STOPPED/UNDEPLOYED VM: files only
+        elif op.action in operations.DRIVES:
+            self._drive(op, operations.DRIVES[op.action])
+        elif op.action == "cleanup":
+            self._clean(op, cancel=True)
+        elif op.action in ("reboot", "reset"):
+            self._restart(op, op.action)
+        else:
+            raise DriverError(f"unknown operation {op.action!r}")
+
+    def _drive(self, op: db.Operation, states: frozenset[int]) -> None:
+        """Run the step of each of ``states`` the VM goes through, from the one it is in."""
+        vm = store.load("vm", op.vm_id)
+        self._check(op, vm)
+        while vm["state"] == VmState.ACTIVE and vm["lcm_state"] in states:
+            lcm, seq = vm["lcm_state"], op.state_seq
+            vm = STEPS[lcm](self, op, vm)
+            if op.state_seq == seq:  # a step must move the VM on, or this would never end
+                raise RuntimeError(f"the step of LCM state {lcm} left the VM where it was")
+
     def _strand(self, op: db.Operation, message: str) -> None:
         """A VM operation that failed outside its steps' own error handling must not leave the
         VM in a transient state for ever: it takes the state's failure path (as recover
         --failure would), with the reason in USER_TEMPLATE/ERROR."""
-        if op.kind != "vm":
+        if op.kind != "vm" or op.action not in operations.DRIVES:
             return
         try:
             vm = store.load("vm", op.vm_id)
             if vm["state"] == VmState.ACTIVE and vm["lcm_state"] in lifecycle.FAILED:
-                self._fail(op, [vm["lcm_state"]], message)
+                self._fail(op, message)
+        except Superseded:
+            pass  # the VM moved on meanwhile: nothing of this operation holds it
         except Exception:  # noqa: BLE001 - the operation is recorded as failed anyway
             log.exception("could not record the failure of VM %s", op.vm_id)
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ writing outcomes
 
-    def _load(self, vm_id: int, host_id: int) -> tuple[Doc, Doc | None]:
-        vm = store.load("vm", vm_id, for_update=True)
-        host = store.load("host", host_id, for_update=True) if host_id >= 0 and store.exists(
-            "host", host_id) else None
-        return vm, host
+    def _check(self, op: db.Operation, vm: Doc) -> None:
+        """Superseded unless the VM is where this operation's last step (or its queueing)
+        left it."""
+        seq = lifecycle.state_seq(vm)
+        if op.state_seq is None:  # queued before operations remembered it: take the VM as is
+            op.state_seq = seq
+        elif seq != op.state_seq:
+            raise Superseded(f"VM is now in {vm['state']}/{vm['lcm_state']}, changed since")
 
-    def _write(self, op: db.Operation, expect: Iterable[int] | None,
-               change: Callable[[Doc, Doc | None], None], host_id: int | None = None) -> None:
-        """Apply ``change`` to the VM (and its host) if the VM is still in one of the
-        ``expect``ed LCM states."""
-        db.retrying(self._write_once, op, expect, change, host_id)
+    def _write(self, op: db.Operation, change: Callable[[Doc, Doc | None], None],
+               checked: bool = True) -> Doc:
+        """Apply ``change`` to the VM and the operation's host in one transaction, with the
+        operation's new ``state_seq``; ``checked``: only if the VM is still where this
+        operation left it. Returns the VM as written."""
+        return db.retrying(self._write_once, op, change, checked)
 
-    def _write_once(self, op: db.Operation, expect: Iterable[int] | None,
-                    change: Callable[[Doc, Doc | None], None], host_id: int | None) -> None:
+    def _write_once(self, op: db.Operation, change: Callable[[Doc, Doc | None], None],
+                    checked: bool) -> Doc:
         with db.write_transaction():
-            vm, host = self._load(op.vm_id, op.host_id if host_id is None else host_id)
-            if expect is not None and (vm["state"] != VmState.ACTIVE
-                                       or vm["lcm_state"] not in set(expect)):
-                raise Superseded(f"VM is in {vm['state']}/{vm['lcm_state']}")
+            vm = store.load("vm", op.vm_id, for_update=True)
+            host = store.load("host", op.host_id, for_update=True) if op.host_id >= 0 and \
+                store.exists("host", op.host_id) else None
+            if checked:
+                self._check(op, vm)
             change(vm, host)
             store.save("vm", vm)
             if host is not None:
                 store.save("host", host)
+            seq = lifecycle.state_seq(vm)
+            if checked and seq != op.state_seq:
+                db.Operation.update(state_seq=seq).where(db.Operation.id == op.id).execute()
+        if checked:
+            op.state_seq = seq
+        return vm
 
-    def _snapshot(self, op: db.Operation, host_id: int | None = None
-                  ) -> tuple[Doc, Doc, str, str]:
-        vm = store.load("vm", op.vm_id)
+    def _advance(self, op: db.Operation, **extra: Any) -> Doc:
+        def change(vm: Doc, host: Doc | None) -> None:
+            vm.update(extra)
+            lifecycle.advance(vm, host)
+        return self._write(op, change)
+
+    def _fail(self, op: db.Operation, message: str) -> Doc:
+        return self._write(op, lambda vm, host: lifecycle.fail(vm, message))
+
+    def _deploy_failed(self, op: db.Operation, message: str) -> Doc:
+        """A scheduler placement goes back to PENDING with a back-off on this host; a manual
+        ``one.vm.deploy`` stops in the failure state, as in oned."""
+        if "backoff" not in op.args or op.args.get("mode") != "new":
+            return self._fail(op, message)
+        backoff = float(op.args["backoff"])
+
+        def change(vm: Doc, host: Doc | None) -> None:
+            operations.enqueue(vm, lifecycle.requeue(vm, host, message, backoff))
+        return self._write(op, change)
+
+    # ------------------------------------------------------------------ drivers
+
+    def _drivers(self, op: db.Operation, vm: Doc, host_id: int | None = None
+                 ) -> tuple[Doc, str, str]:
+        """The host a step works on (the operation's unless told), its VMM and the VM's TM."""
         host = store.load("host", op.host_id if host_id is None else host_id)
-        tm = self.transfer_driver(vm, host)
-        return vm, host, host["vm_mad"], tm
+        return host, host["vm_mad"], self.transfer_driver(vm, host)
 
     def transfer_driver(self, vm: Doc, host: Doc) -> str:
         vmm = self.registry.driver("vmm", host["vm_mad"])
         if getattr(vmm, "transfer_driver", None):
-            return vmm.transfer_driver
+            return str(vmm.transfer_driver)
         h = [r for r in vm["history"] if r["hid"] == host["id"]]
-        return h[-1]["tm_mad"] if h else "ssh"
+        return str(h[-1]["tm_mad"]) if h else "ssh"
 
-    def _fail(self, op: db.Operation, expect: Iterable[int], message: str) -> None:
-        def change(vm: Doc, host: Doc | None) -> None:
-            lifecycle.fail(vm, message)
-        self._write(op, expect, change)
+    # ------------------------------------------------------------------ steps (STEPS)
 
-    def _deploy_failed(self, op: db.Operation, lcm: int, message: str) -> None:
-        """A scheduler placement goes back to PENDING with a back-off on this host; a manual
-        ``one.vm.deploy`` stops in the failure state, as in oned."""
-        if "backoff" not in op.args or op.args.get("mode") != "new":
-            self._fail(op, [lcm], message)
-            return
-        backoff = float(op.args["backoff"])
-
-        def change(vm: Doc, host: Doc | None) -> None:
-            operations.enqueue(vm["id"], lifecycle.requeue(vm, host, message, backoff))
-        self._write(op, [lcm], change)
-
-    def _settle(self, op: db.Operation, expect: Iterable[int], **extra: Any) -> None:
-        def change(vm: Doc, host: Doc | None) -> None:
-            vm.update(extra)
-            lifecycle.settle(vm, host)
-        self._write(op, expect, change)
-
-    def _to(self, op: db.Operation, expect: Iterable[int], lcm: Lcm) -> None:
-        def change(vm: Doc, host: Doc | None) -> None:
-            h = history.last_history(vm)
-            if h is not None and lcm in EPILOG_STATES:
-                h["retime"] = h["retime"] or history.now()
-                h["estime"] = history.now()
-            if h is not None and lcm in PROLOG_NEXT.values():
-                h["petime"] = history.now()
-            lifecycle.set_state(vm, VmState.ACTIVE, lcm)
-        self._write(op, expect, change)
-
-    # ------------------------------------------------------------------ operations
-
-    def op_deploy(self, op: db.Operation) -> None:
-        """PROLOG* (TM prolog) → BOOT* (VMM deploy) → RUNNING."""
-        vm, host, vmm, tm = self._snapshot(op)
-        ref = host_ref(host)
-        lcm = vm["lcm_state"]
-        if lcm in PROLOG_NEXT:
-            try:
-                vm_dir = self.registry.call("tm", tm, "prolog", ref, vm_spec(vm, vmm))
-            except DriverError as exc:
-                self._deploy_failed(op, lcm, f"Error executing image transfer script: {exc}")
-                return
-            self._write(op, [lcm], lambda v, h: v.update(vm_dir=vm_dir))
-            self._to(op, [lcm], PROLOG_NEXT[Lcm(lcm)])
-            vm = store.load("vm", op.vm_id)
-            lcm = vm["lcm_state"]
+    def _prolog(self, op: db.Operation, vm: Doc) -> Doc:
+        host, vmm, tm = self._drivers(op, vm)
         try:
-            deploy_id = self.registry.call("vmm", vmm, "deploy", ref, vm_spec(vm, vmm))
+            vm_dir = self.registry.call("tm", tm, "prolog", host_ref(host), vm_spec(vm, vmm))
         except DriverError as exc:
-            self._deploy_failed(op, lcm, f"Error deploying virtual machine: {exc}")
-            return
-        self._settle(op, [lcm], deploy_id=deploy_id)
+            return self._deploy_failed(op, f"Error executing image transfer script: {exc}")
+        return self._advance(op, vm_dir=vm_dir)
 
-    def op_boot(self, op: db.Operation) -> None:
-        """Start again on the same host (resume from POWEROFF or UNKNOWN)."""
-        vm, host, vmm, _ = self._snapshot(op)
-        lcm = vm["lcm_state"]
+    def _boot(self, op: db.Operation, vm: Doc) -> Doc:
+        host, vmm, _ = self._drivers(op, vm)
         try:
-            deploy_id = self.registry.call("vmm", vmm, "deploy", host_ref(host), vm_spec(vm, vmm))
+            deploy_id = self.registry.call("vmm", vmm, "deploy", host_ref(host),
+                                           vm_spec(vm, vmm))
         except DriverError as exc:
-            self._fail(op, [lcm], f"Error deploying virtual machine: {exc}")
-            return
-        self._settle(op, [lcm], deploy_id=deploy_id)
+            return self._deploy_failed(op, f"Error deploying virtual machine: {exc}")
+        return self._advance(op, deploy_id=deploy_id)
 
-    def op_shutdown(self, op: db.Operation) -> None:
-        vm, host, vmm, tm = self._snapshot(op)
-        lcm = vm["lcm_state"]
-        if lcm not in SHUTDOWN_STATES:
-            raise Superseded(f"VM is in LCM state {lcm}")
+    def _shutdown(self, op: db.Operation, vm: Doc) -> Doc:
+        host, vmm, _ = self._drivers(op, vm)
         ref, spec = host_ref(host), vm_spec(vm, vmm)
         try:
             if op.args.get("hard"):
@@ -252,100 +260,51 @@ class Executor:
             else:
                 self.registry.call("vmm", vmm, "shutdown", ref, spec, self.shutdown_timeout)
         except DriverError as exc:
-            self._fail(op, [lcm], f"Error shutting down virtual machine: {exc}")
-            return
-        then = op.args.get("then", "done")
-        if then == "poweroff":
-            self._settle(op, [lcm])
-            return
-        self._to(op, [lcm], SHUTDOWN_EPILOG[then])
-        self._epilog(op, SHUTDOWN_EPILOG[then], tm, keep=then != "done")
+            return self._fail(op, f"Error shutting down virtual machine: {exc}")
+        return self._advance(op)
 
-    def _epilog(self, op: db.Operation, lcm: int, tm: str, keep: bool) -> None:
-        vm, host, vmm, _ = self._snapshot(op)
-        ref, spec = host_ref(host), vm_spec(vm, vmm)
-        if lcm == Lcm.EPILOG and not keep:  # the VM's end: persistent images keep its changes
-            disks = {d.disk_id: d for d in spec.disks}
-            try:
-                images.save_persistent(vm, lambda disk_id, dest: bool(self.registry.call(
-                    "tm", tm, "save", ref, spec, disks[disk_id], dest)))
-            except Exception as exc:  # noqa: BLE001 - the epilog fails, the disk stays put
-                self._fail(op, [lcm], f"Error saving a persistent image: {exc}")
-                return
-        try:
-            self.registry.call("tm", tm, "epilog", ref, spec, keep)
-        except DriverError as exc:
-            self._fail(op, [lcm], f"Error executing image transfer script: {exc}")
-            return
-        self._settle(op, [lcm])
-
-    def op_epilog(self, op: db.Operation) -> None:
-        """Remove what is left on the host: terminate from POWEROFF/SUSPENDED/failures, and
-        the files of a STOPPED or UNDEPLOYED VM that was terminated (``then`` none)."""
-        vm, host, vmm, tm = self._snapshot(op)
-        then = op.args.get("then", "done")
+    def _epilog(self, op: db.Operation, vm: Doc) -> Doc:
+        """EPILOG removes the VM's files from the host, EPILOG_STOP and EPILOG_UNDEPLOY keep
+        them; a terminate from POWEROFF, SUSPENDED or a failure first cancels what runs."""
+        host, vmm, tm = self._drivers(op, vm)
         ref, spec = host_ref(host), vm_spec(vm, vmm)
         if op.args.get("cancel"):
             try:
                 self.registry.call("vmm", vmm, "cancel", ref, spec)
             except DriverError as exc:
-                self._fail(op, [vm["lcm_state"]], f"Error canceling virtual machine: {exc}")
-                return
-        if then == "none":
-            self.registry.call("tm", tm, "epilog", ref, spec, False)
-            return
-        lcm = vm["lcm_state"]
-        if lcm not in EPILOG_STATES:
-            raise Superseded(f"VM is in LCM state {lcm}")
-        self._epilog(op, lcm, tm, keep=then != "done")
-
-    def op_cleanup(self, op: db.Operation) -> None:
-        """After recover delete/delete-recreate: remove the domain, then its files. The VM's
-        state was already settled by the API; only the host is cleaned."""
-        vm, host, vmm, tm = self._snapshot(op)
-        ref, spec = host_ref(host), vm_spec(vm, vmm)
-        self.registry.call("vmm", vmm, "cancel", ref, spec)
-        self.registry.call("tm", tm, "epilog", ref, spec, False)
-
-    def _simple(self, op: db.Operation, method: str, expect: set[int] | None) -> None:
-        vm, host, vmm, _ = self._snapshot(op)
-        lcm = vm["lcm_state"]
-        if expect is not None and lcm not in expect:
-            raise Superseded(f"VM is in LCM state {lcm}")
+                return self._fail(op, f"Error canceling virtual machine: {exc}")
+        keep = vm["lcm_state"] != Lcm.EPILOG
+        if not keep:  # the VM's end: persistent images keep its changes
+            disks = {d.disk_id: d for d in spec.disks}
+            try:
+                images.save_persistent(vm, lambda disk_id, dest: bool(self.registry.call(
+                    "tm", tm, "save", ref, spec, disks[disk_id], dest)))
+            except Exception as exc:  # noqa: BLE001 - the epilog fails, the disk stays put
+                return self._fail(op, f"Error saving a persistent image: {exc}")
         try:
-            self.registry.call("vmm", vmm, method, host_ref(host), vm_spec(vm, vmm))
+            self.registry.call("tm", tm, "epilog", ref, spec, keep)
         except DriverError as exc:
-            if expect is None:  # reboot/reset: the VM keeps running, the error is recorded
-                message = f"Error {method}ing virtual machine: {exc}"
-                self._write(op, None, lambda v, h: lifecycle.set_error(v, message))
-            else:
-                self._fail(op, [lcm], f"Error in {method}: {exc}")
-            return
-        if expect is not None:
-            self._settle(op, [lcm])
+            return self._fail(op, f"Error executing image transfer script: {exc}")
+        return self._advance(op)
 
-    # Image operations (copy into a datastore, delete from it) are in core/images.py; they use
-    # this queue so each image's operations run one at a time, in order.
-    def op_image_copy(self, op: db.Operation) -> None:
-        images.copy(op)
+    def _save_migrate(self, op: db.Operation, vm: Doc) -> Doc:
+        """Cold migration, first step: stop the VM on the host it leaves."""
+        src, vmm, _ = self._drivers(op, vm, op.args.get("from", -1))
+        try:
+            self.registry.call("vmm", vmm, "shutdown", host_ref(src), vm_spec(vm, vmm),
+                               self.shutdown_timeout)
+        except DriverError as exc:
+            return self._fail(op, f"Error saving virtual machine: {exc}")
+        return self._advance(op)
 
-    def op_image_delete(self, op: db.Operation) -> None:
-        images.delete(op)
-
-    def op_reboot(self, op: db.Operation) -> None:
-        self._simple(op, "reboot", None)
-
-    def op_reset(self, op: db.Operation) -> None:
-        self._simple(op, "reset", None)
-
-    def op_suspend(self, op: db.Operation) -> None:
-        self._simple(op, "suspend", {Lcm.SAVE_SUSPEND})
-
-    def op_resume(self, op: db.Operation) -> None:
-        self._simple(op, "resume", {Lcm.BOOT_SUSPENDED})
-
-    def op_resize(self, op: db.Operation) -> None:
-        self._simple(op, "resize", {Lcm.HOTPLUG_RESIZE})
+    def _prolog_migrate(self, op: db.Operation, vm: Doc) -> Doc:
+        """Carry the disks to the destination; a powered-off or suspended VM then stays so."""
+        dst, vmm, tm = self._drivers(op, vm)
+        try:
+            vm_dir = self._move_disks(vm, op.args.get("from", -1), dst, vmm, tm)
+        except DriverError as exc:
+            return self._fail(op, f"Error migrating the disks: {exc}")
+        return self._advance(op, vm_dir=vm_dir)
 
     def _move_disks(self, vm: Doc, src_id: int, dst: Doc, vmm: str, tm: str) -> str:
         """Carry the disks to ``dst`` with the TM's move when it has one (the VM keeps what it
@@ -362,38 +321,61 @@ class Executor:
                                vm_spec(vm, src["vm_mad"]), False)
         return str(self.registry.call("tm", tm, "prolog", host_ref(dst), spec))
 
-    def op_migrate(self, op: db.Operation) -> None:
-        """Cold migration: stop on the source, move the disks, start on the destination."""
-        vm = store.load("vm", op.vm_id)
-        src_id = op.args.get("from", -1)
-        lcm = vm["lcm_state"]
-        if lcm == Lcm.SAVE_MIGRATE:
-            _, src, vmm, tm = self._snapshot(op, src_id)
-            try:
-                self.registry.call("vmm", vmm, "shutdown", host_ref(src), vm_spec(vm, vmm),
-                                   self.shutdown_timeout)
-            except DriverError as exc:
-                self._fail(op, [lcm], f"Error saving virtual machine: {exc}")
-                return
-            self._to(op, [lcm], Lcm.PROLOG_MIGRATE)
-            lcm = Lcm.PROLOG_MIGRATE
-        vm, dst, vmm, tm = self._snapshot(op)
-        if lcm in (Lcm.PROLOG_MIGRATE, Lcm.PROLOG_MIGRATE_POWEROFF, Lcm.PROLOG_MIGRATE_SUSPEND):
-            try:
-                vm_dir = self._move_disks(vm, src_id, dst, vmm, tm)
-            except DriverError as exc:
-                self._fail(op, [lcm], f"Error migrating the disks: {exc}")
-                return
-            if lcm != Lcm.PROLOG_MIGRATE:  # a powered-off or suspended VM stays so
-                self._settle(op, [lcm], vm_dir=vm_dir)
-                return
-            self._write(op, [lcm], lambda v, h: v.update(vm_dir=vm_dir))
-            self._to(op, [lcm], Lcm.BOOT_MIGRATE)
-            lcm = Lcm.BOOT_MIGRATE
-            vm = store.load("vm", op.vm_id)
+    def _vmm_step(self, op: db.Operation, vm: Doc, method: str) -> Doc:
+        host, vmm, _ = self._drivers(op, vm)
         try:
-            deploy_id = self.registry.call("vmm", vmm, "deploy", host_ref(dst), vm_spec(vm, vmm))
+            self.registry.call("vmm", vmm, method, host_ref(host), vm_spec(vm, vmm))
         except DriverError as exc:
-            self._fail(op, [lcm], f"Error deploying virtual machine: {exc}")
-            return
-        self._settle(op, [lcm], deploy_id=deploy_id)
+            return self._fail(op, f"Error in {method}: {exc}")
+        return self._advance(op)
+
+    def _suspend(self, op: db.Operation, vm: Doc) -> Doc:
+        return self._vmm_step(op, vm, "suspend")
+
+    def _resume(self, op: db.Operation, vm: Doc) -> Doc:
+        return self._vmm_step(op, vm, "resume")
+
+    def _resize(self, op: db.Operation, vm: Doc) -> Doc:
+        return self._vmm_step(op, vm, "resize")
+
+    # ------------------------------------------------------------------ stateless operations
+
+    def _clean(self, op: db.Operation, cancel: bool) -> None:
+        """After recover delete/delete-recreate (``cancel``: remove the domain first) or the
+        terminate of a STOPPED/UNDEPLOYED VM: remove its files from the host. The VM's state
+        was already settled by the API; only the host is cleaned."""
+        vm = store.load("vm", op.vm_id)
+        host, vmm, tm = self._drivers(op, vm)
+        ref, spec = host_ref(host), vm_spec(vm, vmm)
+        if cancel:
+            self.registry.call("vmm", vmm, "cancel", ref, spec)
+        self.registry.call("tm", tm, "epilog", ref, spec, False)
+
+    def _restart(self, op: db.Operation, method: str) -> None:
+        """Reboot or reset: the VM keeps running, an error is recorded. Run again after a
+        crash (nothing tells a reboot that ended from one that never started)."""
+        vm = store.load("vm", op.vm_id)
+        host, vmm, _ = self._drivers(op, vm)
+        try:
+            self.registry.call("vmm", vmm, method, host_ref(host), vm_spec(vm, vmm))
+        except DriverError as exc:
+            message = f"Error {method}ing virtual machine: {exc}"
+            self._write(op, lambda v, h: lifecycle.set_error(v, message), checked=False)
+
+
+# The driver step of each transient state: does the state's driver work, writes the outcome
+# (lifecycle.advance on success, the failure path otherwise) and returns the VM as written.
+STEPS: dict[int, Callable[[Executor, db.Operation, Doc], Doc]] = {
+    **dict.fromkeys((Lcm.PROLOG, Lcm.PROLOG_RESUME, Lcm.PROLOG_UNDEPLOY), Executor._prolog),
+    **dict.fromkeys((Lcm.BOOT, Lcm.BOOT_STOPPED, Lcm.BOOT_UNDEPLOY, Lcm.BOOT_POWEROFF,
+                     Lcm.BOOT_UNKNOWN, Lcm.BOOT_MIGRATE), Executor._boot),
+    **dict.fromkeys((Lcm.SHUTDOWN, Lcm.SHUTDOWN_POWEROFF, Lcm.SHUTDOWN_UNDEPLOY,
+                     Lcm.SAVE_STOP), Executor._shutdown),
+    **dict.fromkeys((Lcm.EPILOG, Lcm.EPILOG_STOP, Lcm.EPILOG_UNDEPLOY), Executor._epilog),
+    Lcm.SAVE_MIGRATE: Executor._save_migrate,
+    **dict.fromkeys((Lcm.PROLOG_MIGRATE, Lcm.PROLOG_MIGRATE_POWEROFF,
+                     Lcm.PROLOG_MIGRATE_SUSPEND), Executor._prolog_migrate),
+    Lcm.SAVE_SUSPEND: Executor._suspend,
+    Lcm.BOOT_SUSPENDED: Executor._resume,
+    Lcm.HOTPLUG_RESIZE: Executor._resize,
+}
