@@ -152,15 +152,17 @@ class TestBytes:
 
 # ------------------------------------------------------------------ pagination and order
 
+@pytest.fixture(scope="class")
+def vms(fresh: Server) -> list[int]:
+    """Twelve held VMs made once for TestPagination; all VM ids of the server, oldest first."""
+    before = ids_of(ok(fresh.call("one.vmpool.info", -2, -1, -1, -2)))
+    made = [ok(fresh.call("one.vm.allocate", TMPL.format(name=f"p{i}"), True))
+            for i in range(12)]
+    return sorted(before + made)
+
+
 class TestPagination:
     """Pools are listed newest first; ``end < -1`` pages (offset, size), else an id range."""
-
-    @pytest.fixture(scope="class")
-    def vms(self, fresh: Server) -> list[int]:
-        before = ids_of(ok(fresh.call("one.vmpool.info", -2, -1, -1, -2)))
-        made = [ok(fresh.call("one.vm.allocate", TMPL.format(name=f"p{i}"), True))
-                for i in range(12)]
-        return sorted(before + made)
 
     def test_whole_pool_newest_first(self, fresh: Server, vms: list[int]) -> None:
         assert ids_of(ok(fresh.call("one.vmpool.info", -2, -1, -1, -2))) == vms[::-1]
