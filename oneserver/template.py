@@ -20,6 +20,12 @@ Value = str | Vector
 
 MAX_SOURCE = 4 * 1024 * 1024  # characters; oned has no limit, but we must bound memory and time
 
+# What one template may hold, counted as the characters of its XML form. oned bounds only a
+# whole request (oned.conf's MESSAGE_SIZE), so merge updates could grow a template without end;
+# bounding the template bounds the work one change does under the database's write lock (merge,
+# render, store) and the body that info and pool replies copy out.
+MAX_TEMPLATE = 8 * 1024 * 1024
+
 XML_MALFORMED = "Parse error: XML Template malformed."
 
 # Single character classes only (each match is linear); they keep the hand-written lexer fast.
@@ -32,7 +38,8 @@ _MEMBER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # oned's bare value is [^=#[:blank:]\n,\[\]]+. We also stop at \r: flex silently drops a stray \r
 # between tokens, and treating CRLF files like LF files is what users of such files expect.
 _BARE_RUN = re.compile(r"[^=#,\[\] \t\r\n]+")
-_BLANKS = " \t\r"
+_BLANK_RUN = re.compile(r"[ \t\r]*")
+_SPACE_RUN = re.compile(r"[ \t\r\n]*")
 _CDATA_END = "]]>"
 
 
@@ -50,6 +57,9 @@ def _attr_name(name: str) -> str:
     return upper
 
 
+_MISSING = object()
+
+
 class Template:
     """Ordered multimap of attributes: top-level names repeat (several DISK), order kept."""
 
@@ -60,7 +70,10 @@ class Template:
 
     def get(self, name: str, default: Any = None) -> Value | None:
         name = name.upper()
-        return next((v for n, v in self.items if n == name), default)
+        for n, v in self.items:
+            if n == name:
+                return v
+        return default
 
     def get_str(self, name: str, default: str = "") -> str:
         value = self.get(name)
@@ -97,7 +110,9 @@ class Template:
         return removed
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(n == name.upper() for n, _ in self.items)
+        if not isinstance(name, str):
+            return False
+        return self.get(name, _MISSING) is not _MISSING
 
     def __len__(self) -> int:
         return len(self.items)
@@ -109,21 +124,36 @@ class Template:
         return Template(self.items)
 
     def merge(self, other: Template) -> None:
-        """Update type 1: every name present in other replaces all of its entries here."""
-        incoming: dict[str, list[Value]] = {}
-        for n, v in other.items:
-            incoming.setdefault(n, []).append(_copy(v))
+        """Update type 1: every name present in other replaces all of its entries here (at the
+        place of the first one); names new here follow, in other's order. One pass over each."""
+        incoming: dict[str, list[tuple[str, Value]]] = {}
+        for name, value in other.items:
+            entries = incoming.get(name)
+            if entries is None:
+                entries = incoming[name] = []
+            entries.append((name, _copy(value)))
         out: list[tuple[str, Value]] = []
-        for n, v in self.items:
-            if n not in incoming:
-                out.append((n, v))
-            elif n not in {m for m, _ in out}:
-                out.extend((n, nv) for nv in incoming[n])
-        done = {n for n, _ in out}
-        for n, values in incoming.items():
-            if n not in done:
-                out.extend((n, nv) for nv in values)
+        for item in self.items:
+            entries = incoming.get(item[0])
+            if entries is None:
+                out.append(item)
+            elif entries:
+                out.extend(entries)
+                incoming[item[0]] = []  # placed: the name's later entries here are dropped
+        for entries in incoming.values():
+            out.extend(entries)
         self.items = out
+
+    def xml_size(self) -> int:
+        """The length of :meth:`to_xml`'s text (without a "]]>" split), counted, not rendered."""
+        size = 0
+        for name, value in self.items:
+            size += 2 * len(name) + 5
+            if isinstance(value, dict):
+                size += sum(2 * len(k) + 17 + len(v) for k, v in value.items())
+            else:
+                size += 12 + len(value)
+        return size
 
     def _sorted(self) -> list[tuple[str, Value]]:
         # oned keeps attributes in a std::multimap: sorted by name, equal names in insertion order.
@@ -157,7 +187,10 @@ class Template:
 
     @classmethod
     def from_json(cls, data: list) -> Template:
-        return cls((str(n), dict(v) if isinstance(v, dict) else str(v)) for n, v in data)
+        tmpl = cls()  # one copy of each vector, not the two that __init__ would make
+        tmpl.items = [(str(n).upper(), dict(v) if isinstance(v, dict) else str(v))
+                      for n, v in data]
+        return tmpl
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -200,39 +233,40 @@ def _quote(value: str) -> str:
 class _Tok(NamedTuple):
     kind: str  # token names as in template_syntax.y, so error messages read like oned's
     text: str
-    line: int
-    col: int
-    end: int
+    src: str
+    start: int
+    stop: int
+
+    # Lines and columns are only needed for an error message: working them out there, instead
+    # of counting newlines on every token, halves the time a large template takes to parse.
+    @property
+    def line(self) -> int:
+        return self.src.count("\n", 0, self.start) + 1
+
+    @property
+    def col(self) -> int:
+        return self.start - self.src.rfind("\n", 0, self.start)
+
+    @property
+    def end(self) -> int:
+        return self.col + max(self.stop - self.start, 1)
 
 
 class _Lexer:
     def __init__(self, src: str) -> None:
         self.src = src
         self.pos = 0
-        self.line = 1
-        self.line_start = 0
         self._last_quote: int | None = None
 
-    def _advance(self, to: int) -> None:
-        newlines = self.src.count("\n", self.pos, to)
-        if newlines:
-            self.line += newlines
-            self.line_start = self.src.rfind("\n", self.pos, to) + 1
-        self.pos = to
-
     def _skip_blanks(self, newlines: bool) -> None:
-        src, i = self.src, self.pos
-        while i < len(src) and (src[i] in _BLANKS or (newlines and src[i] == "\n")):
-            i += 1
-        self._advance(i)
+        self.pos = (_SPACE_RUN if newlines else _BLANK_RUN).match(self.src, self.pos).end()
 
     def _skip_comment(self) -> None:
         end = self.src.find("\n", self.pos)  # the comment eats its newline, like oned's rule
-        self._advance(len(self.src) if end < 0 else end + 1)
+        self.pos = len(self.src) if end < 0 else end + 1
 
-    def _tok(self, kind: str, start: int, line: int, line_start: int) -> _Tok:
-        col = start - line_start + 1
-        return _Tok(kind, self.src[start : self.pos], line, col, col + max(self.pos - start, 1))
+    def _tok(self, kind: str, start: int) -> _Tok:
+        return _Tok(kind, self.src[start : self.pos], self.src, start, self.pos)
 
     def next(self, value_mode: bool = False) -> _Tok:
         src = self.src
@@ -243,37 +277,37 @@ class _Lexer:
             if self.pos >= len(src) or src[self.pos] != "#":
                 break
             self._skip_comment()
-        start, line, line_start = self.pos, self.line, self.line_start
+        start = self.pos
         if start >= len(src):
-            return self._tok("$end", start, line, line_start)
+            return self._tok("$end", start)
         char = src[start]
         if value_mode and char == '"':
             return self._string(start)
         if value_mode and (m := _BARE_RUN.match(src, start)):
-            self._advance(m.end())
-            return self._tok("STRING", start, line, line_start)
+            self.pos = m.end()
+            return self._tok("STRING", start)
         if m := _NAME_RUN.match(src, start):
-            self._advance(m.end())
-            return self._tok("VARIABLE", start, line, line_start)
-        self._advance(start + 1)
+            self.pos = m.end()
+            return self._tok("VARIABLE", start)
+        self.pos = start + 1
         if char == "=":
-            tok = self._tok("EQUAL", start, line, line_start)
+            tok = self._tok("EQUAL", start)
             self._skip_blanks(newlines=False)
             if self.pos < len(src) and src[self.pos] in "\n#":
                 # "NAME =" then newline (or a comment) is an empty value. At the end of input
                 # oned's EQUAL_EMPTY rule (it needs the newline) does not match: a value is
                 # then missing, a syntax error, as in oned's captured reply.
                 if src[self.pos] == "\n":
-                    self._advance(self.pos + 1)
+                    self.pos += 1
                 else:
                     self._skip_comment()
                 return tok._replace(kind="EQUAL_EMPTY")
             return tok
         kind = {",": "COMMA", "[": "OBRACKET", "]": "CBRACKET"}.get(char, f"character {char!r}")
-        return self._tok(kind, start, line, line_start)
+        return self._tok(kind, start)
 
     def _string(self, start: int) -> _Tok:
-        src, line, line_start = self.src, self.line, self.line_start
+        src = self.src
         # flex's rule is "\"([^\"]|\\\")*\"" with longest match: the value ends at the first quote
         # not preceded by a backslash; failing that, at the last quote of the input.
         close, i = -1, start + 1
@@ -289,11 +323,10 @@ class _Lexer:
         bare = _BARE_RUN.match(src, start)
         bare_end = bare.end() if bare else start
         if close < 0 or bare_end > close + 1:  # the bare rule matched more: flex takes it
-            self._advance(bare_end)
-            return self._tok("STRING", start, line, line_start)
-        self._advance(close + 1)
-        tok = self._tok("STRING", start, line, line_start)
-        return tok._replace(text=tok.text[1:-1].replace('\\"', '"'), kind="QUOTED")
+            self.pos = bare_end
+            return self._tok("STRING", start)
+        self.pos = close + 1
+        return _Tok("QUOTED", src[start + 1 : close].replace('\\"', '"'), src, start, self.pos)
 
 
 def _syntax_error(tok: _Tok, expecting: Iterable[str], detail: str = "") -> TemplateError:
@@ -310,7 +343,7 @@ def _value(lexer: _Lexer, expecting: tuple[str, ...]) -> _Tok:
         # oned aborts on "]]>" so that a value can never close the CDATA section it is put in.
         raise _syntax_error(tok, (), "value contains ]]>")
     if tok.kind == "QUOTED":
-        return tok._replace(kind="STRING")
+        return _Tok("STRING", tok.text, tok.src, tok.start, tok.stop)
     if tok.kind not in expecting:
         raise _syntax_error(tok, expecting)
     return tok
@@ -348,6 +381,15 @@ def _check_size(source: str) -> None:
         )
 
 
+def check_size(tmpl: Template) -> Template:
+    """``tmpl``, unless it holds more than :data:`MAX_TEMPLATE` (TemplateError)."""
+    size = tmpl.xml_size()
+    if size > MAX_TEMPLATE:
+        raise TemplateError(f"Template too large: {size} characters as XML, the limit is "
+                            f"{MAX_TEMPLATE}")
+    return tmpl
+
+
 def _trim_name(tmpl: Template) -> Template:
     # Template::trim_name: "NAME" is used as the object's name, trailing blanks would be invisible.
     tmpl.items = [
@@ -372,7 +414,7 @@ def parse_text(source: str) -> Template:
         # oned 7.4's grammar also takes CCDATA here; its messages list it (captured reply).
         value = _value(lexer, ("OBRACKET", "CCDATA", "STRING"))
         tmpl.items.append((name, _vector(lexer) if value.kind == "OBRACKET" else value.text))
-    return _trim_name(tmpl)
+    return check_size(_trim_name(tmpl))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +458,7 @@ def parse_xml(source: str) -> Template:
             tmpl.items.append((name, vector))
         elif child.text is not None:  # <X/> and <X></X> carry nothing and are dropped
             tmpl.items.append((name, "".join(child.itertext())))
-    return _trim_name(tmpl)
+    return check_size(_trim_name(tmpl))
 
 
 def parse(source: str) -> Template:
