@@ -8,23 +8,25 @@ import xmlrpc.client
 from typing import Any
 
 from oneserver.errors import Fault
+from oneserver.numeric import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<params>\r\n'
 _OPEN = "<param><value><array><data>\r\n"
 _CLOSE = "</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n"
-
-INT_MAX = 2**31 - 1
-INT_MIN = -(2**31)
 
 # Optional BOM, XML declaration, comments and processing instructions, then <methodCall>.
 _ROOT = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<methodCall[\s>]", re.DOTALL)
 
 # xmlrpc-c's fault codes.
+FAULT_INTERNAL = -500
 FAULT_PARSE = -503
 FAULT_TYPE = -501
 FAULT_NO_METHOD = -506
 FAULT_LIMIT = -509
+
+NOT_A_CALL = "Call XML not a proper XML-RPC call.  "  # how xmlrpc-c begins a parse fault
+MAX_NESTING = 63  # arrays/structs inside one parameter (xmlrpc-c's nesting limit of 64 values)
 
 
 class Escaped(str):
@@ -42,20 +44,107 @@ def escape(text: str) -> str:
     return text
 
 
+class I8(int):
+    """An integer the caller sent as ``<i8>``: oned's integer parameters are ``<i4>``, and
+    xmlrpc-c refuses an ``<i8>`` where one is expected, whatever its value."""
+
+    __slots__ = ()
+
+
+class _Decoder(xmlrpc.client.Unmarshaller):
+    """Python's unmarshaller with xmlrpc-c's rules for values: integers as strtol() reads
+    them and within their type's range, ``<i8>`` kept apart from ``<i4>``, no Apache
+    extension types, nesting limited."""
+
+    dispatch = dict(xmlrpc.client.Unmarshaller.dispatch)
+
+    def end_int(self, data: str) -> None:
+        self.append(_integer(data, "int", INT32_MIN, INT32_MAX))
+        self._value = 0
+
+    def end_i8(self, data: str) -> None:
+        self.append(I8(_integer(data, "i8", INT64_MIN, INT64_MAX)))
+        self._value = 0
+
+    def end_boolean(self, data: str) -> None:
+        if data not in ("0", "1"):
+            raise ValueError("<boolean> XML element content must be either '0' or '1' "
+                             f"according to XML-RPC.  This one has '{data}'")
+        self.append(data == "1")
+        self._value = 0
+
+    def end_array(self, data: str) -> None:
+        self._nested()
+        super().end_array(data)
+
+    def end_struct(self, data: str) -> None:
+        self._nested()
+        super().end_struct(data)
+
+    def _nested(self) -> None:
+        # The innermost array or struct ends while every enclosing one is still open.
+        if len(self._marks) > MAX_NESTING:
+            raise ValueError("Nested data structure too deep.")
+
+
+for _tag in ("i1", "i2", "i4", "int"):
+    _Decoder.dispatch[_tag] = _Decoder.end_int
+_Decoder.dispatch["i8"] = _Decoder.end_i8
+_Decoder.dispatch["boolean"] = _Decoder.end_boolean
+_Decoder.dispatch["array"] = _Decoder.end_array
+_Decoder.dispatch["struct"] = _Decoder.end_struct
+for _tag in ("biginteger", "float", "bigdecimal"):  # unknown to xmlrpc-c
+    del _Decoder.dispatch[_tag]
+
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def _integer(data: str, tag: str, low: int, high: int) -> int:
+    """The value of an ``<int>``/``<i8>`` element, refused as xmlrpc-c refuses it."""
+    if not data:
+        raise ValueError(f"<{tag}> XML element content is empty")
+    if data[0].isspace():
+        raise ValueError(f"<{tag}> content '{data}' starts with white space")
+    digits = _DIGITS.match(data)
+    if digits is None:
+        raise ValueError(f"<{tag}> value '{data}' contains non-numerical junk: '{data}'")
+    # strtol() reads a C long (64 bits): beyond it is ERANGE, below it the element's range.
+    significant = digits.group().lstrip("+-").lstrip("0")
+    value = int(digits.group()) if len(significant) <= 20 else INT64_MAX + 1
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"<{tag}> XML element value '{data}' represents a number beyond the "
+                         f"range that XML-RPC allows ({low} - {high})")
+    if value < low:
+        raise ValueError(f"<{tag}> value {value} is below the range allowed by XML-RPC "
+                         f"(minimum is {low})")
+    if value > high:
+        raise ValueError(f"<{tag}> value {value} is above the range allowed by XML-RPC "
+                         f"(maximum is {high})")
+    if digits.end() != len(data):
+        raise ValueError(f"<{tag}> value '{data}' contains non-numerical junk: "
+                         f"'{data[digits.end():]}'")
+    return value
+
+
 def parse_call(body: bytes) -> tuple[str, tuple[Any, ...]]:
     """Decode a methodCall. DTDs and entities are refused before parsing, so nothing can
-    expand or reach the network; anything malformed becomes a :class:`Fault`."""
+    expand or reach the network; anything malformed becomes a :class:`Fault`. Each value
+    keeps its XML-RPC type: ``<i8>`` integers are :class:`I8`, ``<i4>`` ones plain ints."""
     upper = body.upper()
     if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
         raise Fault(FAULT_PARSE, "XML-RPC request must not contain a DTD or entities")
     if not _ROOT.match(body):
-        raise Fault(FAULT_PARSE, "Malformed XML-RPC call: the document is not a <methodCall>")
+        raise Fault(FAULT_PARSE, NOT_A_CALL + "The document is not a <methodCall>")
+    decoder = _Decoder()
+    parser = xmlrpc.client.ExpatParser(decoder)
     try:
-        params, method = xmlrpc.client.loads(body, use_builtin_types=False)
+        parser.feed(body)
+        parser.close()
+        params, method = decoder.close(), decoder.getmethodname()
     except Exception as exc:  # expat errors, bad values, bad base64…
-        raise Fault(FAULT_PARSE, f"Malformed XML-RPC call: {exc}") from None
+        raise Fault(FAULT_PARSE, NOT_A_CALL + (str(exc) or type(exc).__name__)) from None
     if not method:
-        raise Fault(FAULT_PARSE, "Malformed XML-RPC call: no methodName")
+        raise Fault(FAULT_PARSE, NOT_A_CALL + "No methodName")
     return method, params
 
 

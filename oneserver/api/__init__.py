@@ -13,12 +13,14 @@ from oneserver import db
 from oneserver.acl import Caller, Rule, Target, allowed
 from oneserver.errors import AUTH_FAILED, AUTHENTICATION, Fault, OneError, not_authorized
 from oneserver.store import KINDS
-from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, INT_MAX, INT_MIN
+from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, I8
 
 RETRIES = 3  # a call whose transaction hit a PostgreSQL deadlock runs again
 
+# The decoder gives <i4> values as int (always within 32 bits) and <i8> ones as wire.I8,
+# which oned refuses where its signature says i, as it refuses a bool (an int to Python).
 TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "i": (lambda v: type(v) is int and INT_MIN <= v <= INT_MAX, "integer"),
+    "i": (lambda v: type(v) is int, "integer"),
     "s": (lambda v: type(v) is str, "string"),
     "b": (lambda v: type(v) is bool, "boolean"),
     "A": (lambda v: type(v) is list, "array"),
@@ -118,8 +120,9 @@ def check_params(m: Method, params: tuple[Any, ...]) -> list[Any]:
             continue
         ok, type_name = TYPE_CHECKS[kind]
         if not ok(params[i]):
+            given = ", not an <i8>" if type(params[i]) is I8 else ""
             raise Fault(FAULT_TYPE, f"Type mismatch: parameter {i + 2} of {m.name} must be "
-                                    f"{'a 32-bit ' if kind == 'i' else 'a '}{type_name}")
+                                    f"{'a 32-bit ' if kind == 'i' else 'a '}{type_name}{given}")
         values.append(params[i])
     return values
 
