@@ -6,24 +6,56 @@ import argparse
 import logging
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from oneserver import bootstrap, db, settings, supervisor
+from oneserver.api.system import VERSION as API_VERSION
 from oneserver.supervisor import Child, supervise
+
+ENVIRONMENT = """environment:
+  ONE_AUTH        a file with oneadmin's "oneadmin:PASSWORD" line, read on the first start
+                  (without it a new password is written to DATA/one_auth)
+  ONESERVER_DATA  the default of --data
+  ONESERVER_DB    the default of --db
+  ONESERVER_ETC   the default of --etc
+  ONESERVER_LOG   log level: DEBUG, INFO, WARNING (default) or ERROR
+"""
+
+
+def _version() -> str:
+    try:
+        mine = version("oneserver")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        mine = "(not installed)"
+    return f"oneserver {mine} (OpenNebula {API_VERSION} XML-RPC API)"
 
 
 def _sched_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scheduler (override etc/sched.conf)")
-    g.add_argument("--sched-interval", type=float)
-    g.add_argument("--max-dispatch", type=int)
-    g.add_argument("--max-host", type=int)
-    g.add_argument("--max-vm", type=int)
-    g.add_argument("--policy", type=int, choices=range(5))
+    g = p.add_argument_group("scheduler (each flag overrides a key of sched.conf)")
+    g.add_argument("--sched-interval", type=float, metavar="SECONDS",
+                   help="seconds between two passes (SCHED_INTERVAL)")
+    g.add_argument("--max-dispatch", type=int, metavar="N",
+                   help="VMs dispatched per pass (MAX_DISPATCH)")
+    g.add_argument("--max-host", type=int, metavar="N",
+                   help="VMs dispatched to one host per pass (MAX_HOST)")
+    g.add_argument("--max-vm", type=int, metavar="N",
+                   help="pending VMs considered per pass, 0: all (MAX_VM)")
+    g.add_argument("--policy", type=int, choices=range(5),
+                   help="0 packing, 1 striping, 2 load-aware, 3 custom RANK, 4 fixed "
+                        "(DEFAULT_SCHED's POLICY)")
     g.add_argument("--no-wake", action="store_true",
-                   help="one pass per interval only, as mm_sched")
-    p.add_argument("--monitor-interval", type=float,
+                   help="one pass per interval only, as mm_sched (WAKE_ON_EVENTS = NO)")
+    p.add_argument("--monitor-interval", type=float, metavar="SECONDS",
                    help="seconds between two samples of a host (default: oned.conf's "
                         "MONITORING_INTERVAL_HOST)")
+
+
+def _configuration(conf: settings.Settings, etc: str | None) -> str:
+    """The start-up line that says where the configuration came from."""
+    if conf.files:
+        return "configuration: " + ", ".join(conf.files)
+    return f"configuration: no files in {etc or settings.ETC}, built-in defaults"
 
 
 def _sched_flags(args: argparse.Namespace) -> list[str]:
@@ -60,6 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     if line:
         print(line, flush=True)
     db.database.close()
+    print(_configuration(conf, args.etc), flush=True)
     common = ["--data", conf.data_dir, "--db", conf.db_url,
               *(["--etc", args.etc] if args.etc else [])]
     me = [sys.executable, "-m", "oneserver"]
@@ -92,22 +125,40 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # A wake-up that finds a pass already running is expected and coalesced, not a problem.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    parser = argparse.ArgumentParser(prog="oneserver")
+    parser = argparse.ArgumentParser(
+        prog="oneserver", description="An OpenNebula 7.4-compatible cloud manager.",
+        epilog=ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="serve XML-RPC (API workers) and run the core")
-    a = sub.add_parser("api", help="serve XML-RPC only (no core)")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary, epilog=ENVIRONMENT,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    s = command("serve", "serve XML-RPC at /RPC2 (API workers) and run the core")
+    a = command("api", "serve XML-RPC only (no core)")
     for p in (s, a):
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=2633)
-        p.add_argument("--workers", type=int, default=4)
-    for p in (s, a, sub.add_parser("core", help="run only the core (lease-elected)")):
-        p.add_argument("--data", default=os.environ.get("ONESERVER_DATA", "data"),
-                       help="data directory (SQLite database, one_auth, sockets)")
-        p.add_argument("--db", default=os.environ.get("ONESERVER_DB"),
-                       help="database URL, e.g. postgresql://user:pw@127.0.0.1/oneserver")
-        p.add_argument("--etc", default=os.environ.get("ONESERVER_ETC"),
+        p.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s)")
+        p.add_argument("--port", type=int, default=2633,
+                       help="XML-RPC port (default: %(default)s, as oned)")
+        p.add_argument("--workers", type=int, default=4, metavar="N",
+                       help="API worker processes (default: %(default)s)")
+    c = command("core", "run only the core (one active per database, by lease)")
+    for p in (s, a, c):
+        p.add_argument("--data", default=os.environ.get("ONESERVER_DATA", "./data"),
+                       metavar="DIR",
+                       help="data directory: SQLite database, one_auth, datastores "
+                            "(default: %(default)s)")
+        p.add_argument("--db", default=os.environ.get("ONESERVER_DB"), metavar="URL",
+                       help="database URL, e.g. postgresql://user:pw@127.0.0.1/oneserver "
+                            "(default: sqlite:///DIR/one.db)")
+        p.add_argument("--etc", default=os.environ.get("ONESERVER_ETC"), metavar="DIR",
                        help="directory with oned.conf, sched.conf and vmm_exec/ "
-                            "(default: the project's etc/)")
+                            f"(default: {settings.ETC})")
         _sched_args(p)
     args = parser.parse_args(argv)
+    if args.etc and not os.path.isdir(args.etc):
+        {"serve": s, "api": a, "core": c}[args.command].error(
+            f"--etc {args.etc}: no such directory")
     return {"serve": serve, "api": run_api, "core": run_core}[args.command](args)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from oneserver.template import Template, parse_text
 
-ETC = Path(__file__).resolve().parent.parent / "etc"
+# The default configuration: the checkout's etc/ (oneserver/etc links to it), shipped inside
+# the package by a non-editable install.
+ETC = (Path(__file__).parent / "etc").resolve()
 
 
 @dataclass
@@ -20,6 +22,8 @@ class Settings:
     oned_conf: Template = field(default_factory=Template)
     sched_conf: Template = field(default_factory=Template)
     vmm_defaults: dict[str, Template] = field(default_factory=dict)
+    # The configuration files found and read, in that order (none: built-in defaults).
+    files: list[str] = field(default_factory=list)
 
     @property
     def wakeup_socket(self) -> str:
@@ -43,10 +47,13 @@ class Settings:
 _current: Settings | None = None
 
 
-def read_conf(path: Path) -> Template:
-    """Read an OpenNebula-syntax configuration file (missing file: empty)."""
+def read_conf(path: Path, read: list[str] | None = None) -> Template:
+    """Read an OpenNebula-syntax configuration file (missing file: empty), noting its path in
+    ``read`` when it was there."""
     if not path.is_file():
         return Template()
+    if read is not None:
+        read.append(str(path.absolute()))
     return parse_text(path.read_text())
 
 
@@ -54,17 +61,21 @@ def configure(data_dir: str, db_url: str | None = None, etc_dir: str | None = No
     global _current
     data_dir = os.path.abspath(data_dir)
     etc = Path(etc_dir) if etc_dir else ETC
+    read: list[str] = []
+    oned_conf = read_conf(etc / "oned.conf", read)
+    sched_conf = read_conf(etc / "sched.conf", read)
     vmm: dict[str, Template] = {}
     vmm_dir = etc / "vmm_exec"
     if vmm_dir.is_dir():
         for conf in sorted(vmm_dir.glob("vmm_exec_*.conf")):
-            vmm[conf.stem.removeprefix("vmm_exec_")] = read_conf(conf)
+            vmm[conf.stem.removeprefix("vmm_exec_")] = read_conf(conf, read)
     _current = Settings(
         data_dir=data_dir,
         db_url=db_url or f"sqlite:///{os.path.join(data_dir, 'one.db')}",
-        oned_conf=read_conf(etc / "oned.conf"),
-        sched_conf=read_conf(etc / "sched.conf"),
+        oned_conf=oned_conf,
+        sched_conf=sched_conf,
         vmm_defaults=vmm,
+        files=read,
     )
     return _current
 
