@@ -101,7 +101,8 @@ def _user_matches(caller: Caller, user: int) -> bool:
 
 
 def _resource_matches(t: Target, resource: int) -> bool:
-    if not resource & TYPES[KIND_TYPE[t.kind]]:
+    kind_type = KIND_TYPE.get(t.kind)
+    if kind_type is None or not resource & TYPES[kind_type]:  # e.g. ACL rules themselves
         return False
     if resource & ALL:
         return True

@@ -38,8 +38,11 @@ def not_found(obj: str, oid: int) -> OneError:
     return OneError(NO_EXISTS, f"Error getting {obj} [{oid}].", oid)
 
 
-def not_authorized(uid: int, obj: str, oid: int = -1) -> OneError:
-    return OneError(AUTHORIZATION, f"User [{uid}] not authorized to perform action on {obj}.", oid)
+def not_authorized(uid: int, right: str, obj_type: str, oid: int = -1) -> OneError:
+    """oned's AuthRequest message, e.g. ``User [2] : Not authorized to perform MANAGE VM [7].``"""
+    where = f" [{oid}]" if oid >= 0 else ""
+    return OneError(AUTHORIZATION,
+                    f"User [{uid}] : Not authorized to perform {right} {obj_type}{where}.", oid)
 
 
 def action_error(action: str, state_name: str, oid: int = -1) -> OneError:

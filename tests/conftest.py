@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from harness import write_etc  # noqa: E402,F401 - tests give their servers a lab's ssh with it
+
 REFERENCE = ROOT.parent / "shared" / "reference"
 PASSWORD = "testpass"
 PG_ENV = "ONESERVER_TEST_PG"

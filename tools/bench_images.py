@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lxc import DONE, HOSTS, Api, add_hosts, server, until_running, wait  # noqa: E402
+from harness import write_etc  # noqa: E402
 
 ROUND_SETTINGS = {
     "cold": 'TM_CACHE="yes"\nTM_CACHE_COPY="reflink"\n',
@@ -122,8 +123,8 @@ def main() -> int:
         subprocess.run([HOSTS / "vhosts.sh", "up", str(args.vhosts), state], check=True,
                        stdout=subprocess.DEVNULL, timeout=args.timeout)
         try:
-            with server(work / "srv", args.server_args) as api:
-                api("one.cluster.update", 0, f'SSH_COMMAND="{state / "sshwrap"}"\n', 1)
+            etc = write_etc(work / "etc", str(state / "sshwrap"))  # the hosts' ssh
+            with server(work / "srv", [*args.server_args, "--etc", str(etc)]) as api:
                 ds = int(api("one.datastore.allocate",
                              f'NAME="bench"\nTYPE="IMAGE_DS"\nDS_MAD="fs"\nTM_MAD="ssh"\n'
                              f'SAFE_DIRS="{work}"\n', -1))

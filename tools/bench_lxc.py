@@ -29,6 +29,9 @@ import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import write_etc  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ROOT / "tools" / "hosts"
 PASSWORD = "benchpass"
@@ -162,8 +165,8 @@ def bench_vhosts(args: argparse.Namespace, work: Path, tarball: Path) -> None:
     print(f"vhosts: {args.vhosts} namespace hosts up in {time.monotonic() - t0:.2f} s",
           flush=True)
     try:
-        with server(work / "remote", args.server_args) as api:
-            api("one.cluster.update", 0, f'SSH_COMMAND="{state / "sshwrap"}"\n', 1)
+        etc = write_etc(work / "etc", str(state / "sshwrap"))  # the hosts' ssh, in oned.conf
+        with server(work / "remote", [*args.server_args, "--etc", str(etc)]) as api:
             t0 = time.monotonic()
             add_hosts(api, [f"10.213.1.{10 + i}" for i in range(1, args.vhosts + 1)],
                       args.timeout)

@@ -26,6 +26,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procstat import tree_cpu, tree_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+SSH_DRIVERS = (("IM_MAD", "lxc"), ("VM_MAD", "lxc"), ("TM_MAD", "ssh"), ("TM_MAD", "shared"))
+
+
+def write_etc(dest: Path, ssh_command: str) -> Path:
+    """A copy of the project's ``etc/`` whose lxc drivers and ssh/shared TMs reach hosts
+    through ``ssh_command`` (``-o ssh_command=…``): the ssh a lab's hosts need is front-end
+    configuration, never a host or cluster template attribute. The changed driver blocks are
+    appended (the last block of a NAME wins)."""
+    from oneserver.settings import read_conf
+
+    shutil.copytree(ROOT / "etc", dest, dirs_exist_ok=True)
+    conf = dest / "oned.conf"
+    blocks = []
+    for block, name in SSH_DRIVERS:
+        for vec in read_conf(conf).vectors(block):
+            if vec.get("NAME") == name:
+                args = f'{vec.get("ARGUMENTS", "")} -o ssh_command={ssh_command}'
+                blocks.append(f'{block} = [ NAME = "{name}", EXECUTABLE = '
+                              f'"{vec.get("EXECUTABLE", name)}", ARGUMENTS = "{args}" ]')
+    with conf.open("a") as f:
+        f.write("\n# Reach the hosts through the lab's ssh.\n" + "\n".join(blocks) + "\n")
+    return dest
 
 
 @dataclass

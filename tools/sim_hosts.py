@@ -12,8 +12,8 @@ starts with the prefix, waits for them to be DONE, then deletes the hosts.
 ``serve`` starts a private ``oneserver serve`` (tools/harness.py), adds N sim hosts, prints the
 endpoint and session, and on Ctrl-C removes everything. With ``--lxc`` (N <= 20, root) it instead
 brings up N network-namespace hosts running real libvirt LXC with ``tools/hosts/vhosts.sh up N
-DIR``, registers them with im/vm ``lxc`` (the cluster's SSH_COMMAND points at the namespace
-hosts' ssh wrapper) and takes them down after.
+DIR``, registers them with im/vm ``lxc`` (the server's oned.conf points the drivers at the
+namespace hosts' ssh wrapper: ``harness.write_etc``) and takes them down after.
 
 The functions are what experiment_100x200.py, scale_run.py and the tests use.
 """
@@ -171,9 +171,9 @@ def lxc_down(n: int, state: Path) -> None:
     subprocess.run(["bash", str(VHOSTS), "down", str(n), str(state)], check=False, timeout=600)
 
 
-def add_lxc(call: Call, addresses: list[str], state: Path) -> list[int]:
-    """Register namespace hosts with the lxc drivers, reached through their ssh wrapper."""
-    call("one.cluster.update", 0, f'SSH_COMMAND = "{state / "sshwrap"}"\n', 1)
+def add_lxc(call: Call, addresses: list[str]) -> list[int]:
+    """Register namespace hosts with the lxc drivers (the server's oned.conf gives them the
+    hosts' ssh wrapper: see harness.write_etc)."""
     return add(call, len(addresses), im="lxc", vmm="lxc", names=addresses)
 
 
@@ -183,12 +183,14 @@ def add_lxc(call: Call, addresses: list[str], state: Path) -> list[int]:
 
 def _serve(args: argparse.Namespace) -> int:
     import harness
-    server = harness.start_server(2, etc=Path(args.etc) if args.etc else None,
-                                  prefix="sim_hosts_", wait_workers=False)
     state = Path(tempfile.mkdtemp(prefix="vhosts_")) if args.lxc else None
+    etc = Path(args.etc) if args.etc else None
+    if state is not None:  # the drivers reach the namespace hosts through their ssh wrapper
+        etc = harness.write_etc(state / "etc", str(state / "sshwrap"))
+    server = harness.start_server(2, etc=etc, prefix="sim_hosts_", wait_workers=False)
     try:
         if state is not None:
-            ids = add_lxc(server.call, lxc_up(args.n, state), state)
+            ids = add_lxc(server.call, lxc_up(args.n, state))
         else:
             ids = add(server.call, args.n, args.prefix, args.template)
         wait_monitored(server.call, ids, timeout=max(60.0, args.n / 5))

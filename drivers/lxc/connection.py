@@ -3,20 +3,28 @@
 URI choice, first match wins: the host (or cluster) template's ``LIBVIRT_URI``; ``lxc:///system``
 for a host named ``localhost``; the driver option ``uri_template``; else
 ``lxc+ssh://root@{hostname}/system``. ``{hostname}`` and ``{id}`` are filled from the host.
-When the URI uses ssh and has no ``command=``, the ``SSH_COMMAND`` of the host template (or the
-option ``ssh_command``) is added, so libvirt and the TM go through the same ssh.
+When the URI uses ssh, the driver option ``ssh_command`` (oned.conf) is added as its
+``command=``, so libvirt and the TM go through the same ssh.
+
+A template's URI is written through the API, so it may only name where to connect: an lxc
+(or libvirt ``test``) driver, a transport, user, host, port and path, and query parameters
+that run nothing (``socket``, ``no_verify``, ``no_tty``, ``known_hosts_verify``). libvirt's
+``command=``, ``netcat=`` and ``proxy=`` start programs on the front-end: only the driver
+options may set what runs.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import libvirt
 
-from oneserver.driver_contract import HostRef, HostUnreachable
+from drivers.ssh.remote import safe_hostname, safe_user
+from oneserver.driver_contract import DriverError, HostRef, HostUnreachable
 
 DEFAULT_URI = "lxc+ssh://root@{hostname}/system"
 LOCAL_URI = "lxc:///system"
@@ -39,20 +47,80 @@ def _quiet(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_quiet, None)
 
 
+_SCHEMES = frozenset({"lxc", "test"})
+_TRANSPORTS = frozenset({"", "ssh", "libssh2", "libssh", "tls", "tcp", "unix"})
+_SAFE_QUERY = frozenset({"socket", "no_verify", "no_tty", "known_hosts_verify", "mode"})
+
+
+def checked_uri(uri: str) -> str:
+    """``uri`` if it is a libvirt URI a host template may hold, else DriverError."""
+    parts = urlsplit(uri)
+    driver, _, transport = parts.scheme.partition("+")
+    if driver not in _SCHEMES or transport not in _TRANSPORTS:
+        raise DriverError(f"LIBVIRT_URI {uri!r}: only lxc URIs (lxc://, lxc+ssh://, "
+                          f"lxc+tls://, …) are allowed")
+    # libvirt splits parameters on "&" and ";" (virURIParseParams), so do both here.
+    keys = {unquote_plus(pair.partition("=")[0]).strip().lower()
+            for pair in re.split(r"[&;]", parts.query) if pair}
+    if keys - _SAFE_QUERY:
+        bad = ", ".join(sorted(keys - _SAFE_QUERY))
+        raise DriverError(f"LIBVIRT_URI {uri!r}: parameter(s) {bad} not allowed (the ssh "
+                          "command is a driver option of oned.conf)")
+    if parts.hostname is not None:
+        try:
+            safe_hostname(parts.hostname)
+            if parts.username is not None:
+                safe_user(parts.username)
+        except ValueError as exc:
+            raise DriverError(f"LIBVIRT_URI {uri!r}: {exc}") from None
+    return uri
+
+
+def base_uri(host: HostRef, options: Mapping[str, Any]) -> str:
+    """Where ``host`` is, without the ssh command: what monitoring reports as LIBVIRT_URI."""
+    template = host.template.get("LIBVIRT_URI")
+    if template:
+        return checked_uri(_without_command(_fill(str(template), host), options))
+    if host.name == "localhost":
+        return LOCAL_URI
+    return _fill(str(options.get("uri_template") or DEFAULT_URI), host)
+
+
 def host_uri(host: HostRef, options: Mapping[str, Any]) -> str:
     """The libvirt URI of ``host`` (see the module docstring for the rules)."""
-    template = host.template.get("LIBVIRT_URI")
-    if not template:
-        if host.name == "localhost":
-            template = LOCAL_URI
-        else:
-            template = options.get("uri_template") or DEFAULT_URI
-    uri = str(template).format(hostname=host.name, id=host.id)
-    ssh_command = host.template.get("SSH_COMMAND") or options.get("ssh_command")
-    scheme = urlsplit(uri).scheme
-    if ssh_command and scheme.endswith("+ssh") and "command=" not in uri:
-        uri += ("&" if "?" in uri else "?") + "command=" + quote(str(ssh_command), safe="/")
+    uri = base_uri(host, options)
+    ssh_command = options.get("ssh_command")
+    if ssh_command and urlsplit(uri).scheme.endswith("+ssh"):
+        uri += ("&" if "?" in uri else "?") + _command_param(str(ssh_command))
     return uri
+
+
+def _command_param(ssh_command: str) -> str:
+    return "command=" + quote(ssh_command, safe="/")
+
+
+def _without_command(uri: str, options: Mapping[str, Any]) -> str:
+    """``uri`` without the ``command=`` this driver adds itself (hosts monitored by earlier
+    releases have it in their LIBVIRT_URI); any other command stays, to be refused."""
+    ssh_command = options.get("ssh_command")
+    if not ssh_command:
+        return uri
+    param = _command_param(str(ssh_command))
+    for sep in ("?", "&"):
+        if uri.endswith(sep + param):
+            return uri[: -len(sep + param)]
+    return uri
+
+
+def _fill(template: str, host: HostRef) -> str:
+    """``{hostname}`` and ``{id}`` filled in. Plain replacement, not str.format (a template
+    must not reach Python's format language), and only a plain host name goes in."""
+    if "{hostname}" in template:
+        try:
+            safe_hostname(host.name)
+        except ValueError as exc:
+            raise DriverError(f"host {host.id}: {exc}") from None
+    return template.replace("{hostname}", host.name).replace("{id}", str(host.id))
 
 
 def is_broken(exc: libvirt.libvirtError) -> bool:
@@ -80,6 +148,9 @@ class ConnectionPool:
 
     def uri(self, host: HostRef) -> str:
         return host_uri(host, self.options)
+
+    def base_uri(self, host: HostRef) -> str:
+        return base_uri(host, self.options)
 
     def get(self, host: HostRef) -> libvirt.virConnect:
         """An open, alive connection to ``host``. Raises :class:`HostUnreachable`."""

@@ -70,7 +70,7 @@ class LxcIM(IMDriver):
             "ARCH": str(model),
             "CPUSPEED": str(mhz),
             "HOSTNAME": conn.getHostname(),
-            "LIBVIRT_URI": uri,
+            "LIBVIRT_URI": self.pool.base_uri(host),
             "DISK_MONITOR": disk_note,
         }
         return HostMonitor(

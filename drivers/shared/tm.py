@@ -17,12 +17,13 @@ class SharedTM(SshTM):
     def _place(self, target: Target, host: HostRef, vm: VMSpec, disk: DiskSpec,
                dst: str) -> None:
         src, q = shlex.quote(disk.source), shlex.quote(dst)
+        missing = shlex.quote(f"source {disk.source} is not on the host (is the datastore "
+                              "mounted?)")
         # GNU tar recognises the compression of a file it reads itself (not of a pipe).
         script = (f"rm -rf {q} && mkdir -p {q} && "
                   f"if [ -d {src} ]; then cp -a --reflink=auto {src}/. {q}/; "
                   f"elif [ -f {src} ]; then tar -C {q} --numeric-owner -xf {src}; "
-                  f"else echo 'source {disk.source} is not on the host (is the datastore "
-                  f"mounted?)' >&2; exit 1; fi")
+                  f"else echo {missing} >&2; exit 1; fi")
         self._sh(target, script, f"place disk {disk.disk_id} from {disk.source}")
         self.books.count(host.name, "transfers")
         if self.progress is not None:

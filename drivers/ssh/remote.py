@@ -6,6 +6,7 @@ The ssh command is whatever the deployment uses (``ssh``, or a wrapper such as t
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
-from oneserver.driver_contract import HostRef
+from oneserver.driver_contract import DriverError, HostRef
 
 LOCAL_NAMES = frozenset({"localhost"})
 
@@ -44,16 +45,42 @@ class Target:
         return "localhost" if self.is_local else f"{self.user or ''}@{self.address}"
 
 
+# What a host's name, SSH_HOST and SSH_USER may be: a DNS name, an IPv4/IPv6 address, a user
+# name. Nothing that ssh could read as an option (a leading "-", e.g. -oProxyCommand=…) or a
+# shell could read as syntax: these values come from API callers.
+_HOSTNAME = re.compile(r"[A-Za-z0-9_.:%\[\]](?:[A-Za-z0-9_.:%\[\]-]*)\Z")
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
+
+
+def safe_hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not a host name or address")
+    return value
+
+
+def safe_user(value: str) -> str:
+    if not _USER.match(value):
+        raise ValueError(f"{value!r} is not a user name")
+    return value
+
+
 def target_for_host(host: HostRef, options: Mapping[str, Any]) -> Target:
-    """The target for ``host``: local when it is named localhost, else ssh with the command
-    from the host template ``SSH_COMMAND`` or option ``ssh_command`` (default ``ssh``), user
-    ``SSH_USER``/``ssh_user`` (default root) and address ``SSH_HOST`` (default the host name)."""
+    """The target for ``host``: local when it is named localhost, else ssh to user
+    ``SSH_USER`` (host template, else option ``ssh_user``, default root) at ``SSH_HOST``
+    (default the host name). The ssh command itself is only the driver option
+    ``ssh_command`` (oned.conf ``-o ssh_command=…``, default ``ssh``): a host template is
+    written through the API and never names a program to run. Raises DriverError for a name
+    that is not a plain host or user name."""
     if host.name in LOCAL_NAMES and not host.template.get("SSH_HOST"):
         return Target()
-    command = host.template.get("SSH_COMMAND") or options.get("ssh_command") or "ssh"
-    user = host.template.get("SSH_USER") or options.get("ssh_user") or "root"
-    address = host.template.get("SSH_HOST") or host.name
-    return Target(address=str(address), user=str(user), command=tuple(shlex.split(command)))
+    command = options.get("ssh_command") or "ssh"
+    try:
+        user = safe_user(str(host.template.get("SSH_USER") or options.get("ssh_user")
+                             or "root"))
+        address = safe_hostname(str(host.template.get("SSH_HOST") or host.name))
+    except ValueError as exc:
+        raise DriverError(f"host {host.name}: {exc}") from None
+    return Target(address=address, user=user, command=tuple(shlex.split(command)))
 
 
 def target_for_uri(uri: str) -> Target:

@@ -43,8 +43,9 @@ class Cancelled(DriverError):
 class SshTM(TMDriver):
     """Options (``-o KEY=VALUE``; a host template attribute ``TM_<KEY>`` wins where noted):
     ``datastore_dir`` (default ``/var/lib/oneserver/datastores/0``; a host's ``DATASTORE_DIR``
-    wins), ``ssh_command`` and ``ssh_user`` (a host's ``SSH_COMMAND``, ``SSH_USER``,
-    ``SSH_HOST`` win), ``timeout`` (seconds per disk, default 1800), ``HOST_TRANSFERS``
+    wins), ``ssh_command`` (only here: a host template never names a program) and
+    ``ssh_user`` (a host's ``SSH_USER`` and ``SSH_HOST`` win), ``timeout`` (seconds per disk,
+    default 1800), ``HOST_TRANSFERS``
     (concurrent disk placements per host, default 4), ``CACHE`` (``yes``/``no``),
     ``CACHE_DIR`` (default ``<datastore_dir>/../../tm-cache/<host name>``, per host name so
     hosts sharing a filesystem keep apart), ``CACHE_MAX_MB`` (default 20480), ``CACHE_COPY``

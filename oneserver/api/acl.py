@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from oneserver import db
-from oneserver.acl import rule_string
+from oneserver.acl import Target, rule_string
 from oneserver.api import Context, api
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
-from oneserver.errors import AUTHORIZATION, INTERNAL, OneError, not_found
+from oneserver.errors import INTERNAL, OneError, not_found
+
+# The ACL object: no rule can grant rights on it, so only the oneadmin group passes.
+ACL = Target("acl")
 
 
 def _hex(value: str, what: str) -> int:
@@ -19,9 +22,7 @@ def _hex(value: str, what: str) -> int:
 
 @api("one.acl.addrule", "ssss", ("",))
 def acl_addrule(ctx: Context, user: str, resource: str, rights: str, zone: str) -> int:
-    if not ctx.caller.is_admin:
-        raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to perform "
-                                      f"action on ACL.")
+    ctx.authorize(ACL)
     u, r, rt = _hex(user, "user"), _hex(resource, "resource"), _hex(rights, "rights")
     z = _hex(zone, "zone") if zone else 0x400000000
     if rt == 0 or rt & ~0xF:
@@ -38,9 +39,7 @@ def acl_addrule(ctx: Context, user: str, resource: str, rights: str, zone: str) 
 
 @api("one.acl.delrule", "i")
 def acl_delrule(ctx: Context, oid: int) -> int:
-    if not ctx.caller.is_admin:
-        raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to perform "
-                                      f"action on ACL.")
+    ctx.authorize(ACL)
     with db.write_transaction():
         if db.Acl.delete().where(db.Acl.oid == oid).execute() == 0:
             raise not_found("ACL", oid)
@@ -49,6 +48,7 @@ def acl_delrule(ctx: Context, oid: int) -> int:
 
 @api("one.acl.info")
 def acl_info(ctx: Context) -> str:
+    ctx.authorize(ACL)
     rules = [
         xml.acl({"id": r.oid, "user": r.user, "resource": r.resource, "rights": r.rights,
                  "zone": r.zone, "string": rule_string(r.user, r.resource, r.rights, r.zone)})

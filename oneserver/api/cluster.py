@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oneserver import db, store
-from oneserver.acl import ADMIN, CREATE, Target
+from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, OneError
@@ -11,7 +11,7 @@ from oneserver.errors import ACTION, OneError
 
 @api("one.cluster.allocate", "s")
 def cluster_allocate(ctx: Context, name: str) -> int:
-    ctx.check(Target("cluster"), CREATE)
+    ctx.authorize(Target("cluster"))
     c.valid_name(name)
     with db.write_transaction():
         c.name_free("cluster", name, "CLUSTER")
@@ -24,8 +24,7 @@ def cluster_allocate(ctx: Context, name: str) -> int:
 @api("one.cluster.delete", "i")
 def cluster_delete(ctx: Context, oid: int) -> int:
     with db.write_transaction():
-        cl = store.load("cluster", oid, for_update=True)
-        ctx.check(Target("cluster", oid), ADMIN)
+        cl = c.load_checked(ctx, "cluster", oid, for_update=True)
         if cl["hosts"] or cl["datastores"] or cl["vnets"]:
             raise OneError(ACTION, "Cannot delete cluster. Cluster has hosts, datastores or "
                                    "networks", oid)
@@ -51,9 +50,9 @@ def clusterpool_info(ctx: Context) -> str:
 
 def _move_host(ctx: Context, cid: int, hid: int, to_default: bool) -> int:
     with db.write_transaction():
-        target = store.load("cluster", 0 if to_default else cid, for_update=True)
-        ctx.check(Target("cluster", target["id"]), ADMIN)
-        host = store.load("host", hid, for_update=True)
+        named = c.load_checked(ctx, "cluster", cid, for_update=True)
+        target = store.load("cluster", 0, for_update=True) if to_default else named
+        host = c.load_checked(ctx, "host", hid, for_update=True)
         if to_default and host["cluster_id"] != cid:
             raise OneError(ACTION, f"Host {hid} is not in cluster {cid}", cid)
         old = store.load("cluster", host["cluster_id"], for_update=True)
@@ -80,9 +79,8 @@ def cluster_delhost(ctx: Context, cid: int, hid: int) -> int:
 
 def _datastore_membership(ctx: Context, cid: int, ds_id: int, add: bool) -> int:
     with db.write_transaction():
-        cl = store.load("cluster", cid, for_update=True)
-        ctx.check(Target("cluster", cid), ADMIN)
-        ds = store.load("datastore", ds_id, for_update=True)
+        cl = c.load_checked(ctx, "cluster", cid, for_update=True)
+        ds = c.load_checked(ctx, "datastore", ds_id, for_update=True)
         if add and ds_id not in cl["datastores"]:
             cl["datastores"].append(ds_id)
             ds["clusters"].append(cid)

@@ -12,34 +12,48 @@ import peewee as pw
 
 from oneserver import db, store
 from oneserver.acl import ADMIN, MANAGE, USE, Target
-from oneserver.api import Context
+from oneserver.api import Context, authz
 from oneserver.errors import (
     ACTION,
     ALLOCATE,
-    AUTHORIZATION,
     INTERNAL,
     LOCKED,
     XML_RPC_API,
     OneError,
     not_found,
 )
-from oneserver.template import Template, TemplateError, parse
+from oneserver.template import Template, TemplateError, check_size, parse
 from oneserver.wire import Escaped
 
 DEFAULT_PERMS = [1, 1, 0, 0, 0, 0, 0, 0, 0]  # umask 177: owner use+manage
 
 
+# A user owns itself with oned's default permissions (User::User sets itself as owner); the
+# members of a group may USE it (see it, and move to it).
+_SELF_PERMS = (1, 1, 0, 0, 0, 0, 0, 0, 0)
+_MEMBERS_USE = (0, 0, 0, 1, 0, 0, 0, 0, 0)
+
+
 def target(kind: str, doc: dict[str, Any]) -> Target:
-    return Target(
-        kind, doc["id"], doc.get("uid", 0), doc.get("gid", 0),
-        tuple(doc.get("perms", (0,) * 9)), tuple(doc.get("clusters", ())),
-    )
+    """What an authorization check sees of an object: owner, group, permissions, clusters."""
+    oid = doc["id"]
+    if kind == "user":
+        return Target(kind, oid, oid, doc["gid"], _SELF_PERMS)
+    if kind == "group":
+        return Target(kind, oid, -1, oid, _MEMBERS_USE)
+    if kind == "host":  # owned by nobody: only ACL rules (e.g. per cluster) give rights
+        return Target(kind, oid, clusters=(doc["cluster_id"],))
+    if "uid" not in doc:  # clusters and other unowned kinds
+        return Target(kind, oid)
+    return Target(kind, oid, doc["uid"], doc["gid"], tuple(doc["perms"]),
+                  tuple(doc.get("clusters", ())))
 
 
-def load_checked(ctx: Context, kind: str, oid: int, right: int, for_update: bool = False
+def load_checked(ctx: Context, kind: str, oid: int, for_update: bool = False
                  ) -> dict[str, Any]:
+    """Load one object and check the caller's right on it (from the authorization table)."""
     doc = store.load(kind, oid, for_update)
-    ctx.check(target(kind, doc), right)
+    ctx.authorize(target(kind, doc))
     return doc
 
 
@@ -85,15 +99,14 @@ def name_free(kind: str, name: str, label: str, uid: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def changing(ctx: Context, kind: str, oid: int, right: int = MANAGE,
-             respect_lock: bool = True) -> Iterator[dict[str, Any]]:
-    """One object changed in one write transaction: loaded (row-locked), checked for
-    ``right`` and, unless told otherwise, against its lock; saved when the block ends
-    without an error."""
+def changing(ctx: Context, kind: str, oid: int) -> Iterator[dict[str, Any]]:
+    """One object changed in one write transaction: loaded (row-locked), checked for the
+    right the authorization table gives the call and, unless the call ignores locks,
+    against its lock; saved when the block ends without an error."""
     with db.write_transaction():
-        doc = load_checked(ctx, kind, oid, right, for_update=True)
-        if respect_lock:
-            check_lock(kind, doc, right)
+        doc = load_checked(ctx, kind, oid, for_update=True)
+        if not ctx.op.ignores_lock:
+            check_lock(kind, doc, ctx.op.right_on(kind, oid))
         yield doc
         store.save(kind, doc)
 
@@ -105,7 +118,7 @@ def info(ctx: Context, kind: str, oid: int) -> str:
     if not rows:
         raise not_found(k.obj_name, oid)
     if not ctx.caller.is_admin:
-        ctx.check(target(kind, store.load(kind, oid)), USE)
+        ctx.authorize(target(kind, store.load(kind, oid)))
     return Escaped(rows[0][0])
 
 
@@ -113,14 +126,24 @@ def update(ctx: Context, kind: str, oid: int, text: str, mode: int,
            field: str = "template") -> int:
     if mode not in (0, 1):
         raise OneError(XML_RPC_API, "Wrong update type", oid)
+    # Parsed before the write lock is taken: a large template is the slow part of the call, and
+    # the lock holds up every other writer. A parse error still comes after the authorization
+    # and lock checks, in oned's order.
+    try:
+        new, failure = parse(text), None
+    except TemplateError as exc:
+        new, failure = Template(), exc
     with changing(ctx, kind, oid) as doc:
-        new = parse_template(text, "Cannot update template. ")
-        if mode == 0:
-            doc[field] = new.to_json()
-        else:
-            current = Template.from_json(doc[field])
-            current.merge(new)
-            doc[field] = current.to_json()
+        try:
+            if failure is not None:
+                raise failure
+            if mode == 1:
+                merged = Template.from_json(doc[field])
+                merged.merge(new)
+                new = check_size(merged)  # merges add up: the sum is bounded too
+        except TemplateError as exc:
+            raise OneError(INTERNAL, f"Cannot update template. {exc}") from None
+        doc[field] = new.to_json()
     return oid
 
 
@@ -145,26 +168,23 @@ def chmod(ctx: Context, kind: str, oid: int, bits: list[int]) -> int:
                 raise OneError(XML_RPC_API, "Wrong permission bit value", oid)
             # Changing ADMIN bits needs ADMIN rights on the object, as in oned.
             if i % 3 == 2 and bit != perms[i]:
-                ctx.check(target(kind, doc), ADMIN)
+                ctx.authorize(target(kind, doc), authz.CHMOD_ADMIN_BITS)
             perms[i] = bit
         doc["perms"] = perms
     return oid
 
 
 def chown(ctx: Context, kind: str, oid: int, uid: int, gid: int) -> int:
+    """As SharedAPI::chown: the call's right on the object, MANAGE on the new owner, USE on
+    the new group; giving an object to its current owner or group changes nothing."""
     with changing(ctx, kind, oid) as doc:
-        if uid > -1 or gid > -1:
-            # Changing the owner is an administrator's act unless it is the caller's own group.
-            if uid > -1 and not ctx.caller.is_admin:
-                ctx.check(target(kind, doc), ADMIN)
-        if uid > -1:
+        if uid > -1 and uid != doc["uid"]:
             user = store.load("user", uid)
+            ctx.authorize(target("user", user))
             doc["uid"], doc["uname"] = uid, user["name"]
-        if gid > -1:
+        if gid > -1 and gid != doc["gid"]:
             group = store.load("group", gid)
-            if not ctx.caller.is_admin and gid not in ctx.caller.groups:
-                raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to "
-                                              f"perform action on group.", gid)
+            ctx.authorize(target("group", group))
             doc["gid"], doc["gname"] = gid, group["name"]
     return oid
 
@@ -172,17 +192,24 @@ def chown(ctx: Context, kind: str, oid: int, uid: int, gid: int) -> int:
 def lock(ctx: Context, kind: str, oid: int, level: int, test: bool) -> int:
     if level not in (1, 2, 3, 4):
         raise OneError(XML_RPC_API, "Wrong lock level", oid)
-    with changing(ctx, kind, oid, respect_lock=False) as doc:
-        if doc.get("lock") and test:
+    with changing(ctx, kind, oid) as doc:
+        held = doc.get("lock")
+        if held and test:
             raise OneError(ACTION, f"Object is already locked. Lock time: "
-                                   f"{doc['lock']['time']}", oid)
+                                   f"{held['time']}", oid)
+        if held and held["owner"] != ctx.caller.uid and not ctx.caller.is_admin:
+            # Only an administrator overrides another user's lock (PoolObjectSQL::lock_db).
+            raise OneError(ACTION, "Error trying to lock the resource.", oid)
         doc["lock"] = {"locked": level, "owner": ctx.caller.uid, "time": int(time.time()),
                        "req_id": -1}
     return oid
 
 
 def unlock(ctx: Context, kind: str, oid: int) -> int:
-    with changing(ctx, kind, oid, respect_lock=False) as doc:
+    with changing(ctx, kind, oid) as doc:
+        held = doc.get("lock")
+        if held and held["owner"] != ctx.caller.uid and not ctx.caller.is_admin:
+            raise OneError(ACTION, "Cannot unlock: Lock is owned by another user", oid)
         doc["lock"] = None
     return oid
 
@@ -210,7 +237,7 @@ def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
     else:
         out = getattr(m, column)
     me = ctx.caller
-    check = owned and not me.is_admin
+    check = not me.is_admin  # every kind: a caller lists only what he may USE
     q = m.select(out, m.doc) if check else m.select(out)
     if where is not None:
         q = q.where(where)
@@ -237,7 +264,7 @@ def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
         # Straight from the cursor: per-row ORM processing would cost more than the query.
         sql, params = q.sql()
         return [r[0] for r in db.database.obj.execute_sql(sql, params).fetchall()]
-    rows = [body for body, doc in q.tuples() if ctx.may(target(kind, doc), USE)]
+    rows = [body for body, doc in q.tuples() if ctx.may(target(kind, doc))]
     return rows[offset:offset + limit] if paged else rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneserver import db, settings, store
-from oneserver.acl import ADMIN, CREATE, Target
+from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
@@ -44,7 +44,7 @@ def new_datastore(ctx: Context, oid: int, name: str, tmpl: Template, clusters: l
 
 @api("one.datastore.allocate", "si", (-1,))
 def datastore_allocate(ctx: Context, text: str, cluster_id: int) -> int:
-    ctx.check(Target("datastore"), CREATE)
+    ctx.authorize(Target("datastore"))
     tmpl = c.parse_template(text)
     name = tmpl.get_str("NAME")
     if not name:
@@ -64,7 +64,7 @@ def datastore_allocate(ctx: Context, text: str, cluster_id: int) -> int:
 @api("one.datastore.delete", "i")
 def datastore_delete(ctx: Context, oid: int) -> int:
     with db.write_transaction():
-        ds = c.load_checked(ctx, "datastore", oid, ADMIN, for_update=True)
+        ds = c.load_checked(ctx, "datastore", oid, for_update=True)
         if ds["images"]:
             raise OneError(ACTION, "Cannot delete datastore: it has images", oid)
         if oid in (0, 1, 2) and ds["type"] == 1:
@@ -82,7 +82,7 @@ def datastore_delete(ctx: Context, oid: int) -> int:
 
 @api("one.datastore.enable", "ib")
 def datastore_enable(ctx: Context, oid: int, enable: bool) -> int:
-    with c.changing(ctx, "datastore", oid, respect_lock=False) as ds:
+    with c.changing(ctx, "datastore", oid) as ds:
         if ds["type"] != 1:
             raise OneError(ACTION, "Only system datastores can be enabled or disabled", oid)
         ds["state"] = 0 if enable else 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oneserver import db, store
-from oneserver.acl import ADMIN, CREATE, USE, Target
+from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
@@ -15,7 +15,7 @@ RESERVED_GROUPS = (0, 1)
 
 @api("one.group.allocate", "s")
 def group_allocate(ctx: Context, name: str) -> int:
-    ctx.check(Target("group"), CREATE)
+    ctx.authorize(Target("group"))
     c.valid_name(name)
     with db.write_transaction():
         c.name_free("group", name, "GROUP")
@@ -28,8 +28,7 @@ def group_allocate(ctx: Context, name: str) -> int:
 @api("one.group.delete", "i")
 def group_delete(ctx: Context, oid: int) -> int:
     with db.write_transaction():
-        doc = store.load("group", oid, for_update=True)
-        ctx.check(Target("group", oid), ADMIN)
+        doc = c.load_checked(ctx, "group", oid, for_update=True)
         if oid in RESERVED_GROUPS:
             raise OneError(ACTION, "Cannot delete reserved group", oid)
         if doc["users"]:
@@ -41,18 +40,14 @@ def group_delete(ctx: Context, oid: int) -> int:
 @api("one.group.info", "ib", (False,))
 def group_info(ctx: Context, oid: int, decrypt: bool) -> str:
     oid = ctx.caller.gid if oid == -1 else oid
-    doc = store.load("group", oid)
-    if oid not in ctx.caller.groups:
-        ctx.check(Target("group", oid), USE)
-    return xml.group(doc)
+    return xml.group(c.load_checked(ctx, "group", oid))
 
 
 @api("one.grouppool.info")
 def grouppool_info(ctx: Context) -> str:
     rows = db.Group.select(db.Group.oid, db.Group.doc).order_by(db.Group.oid.desc())
     bodies = [xml.group_in_pool(r.doc) for r in rows
-              if ctx.caller.is_admin or r.oid in ctx.caller.groups
-              or ctx.may(Target("group", r.oid), USE)]
+              if ctx.may(c.target("group", r.doc))]
     return pool("GROUP_POOL", bodies, xml.DEFAULT_GROUP_QUOTAS)
 
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from oneserver import db, store, wakeup
-from oneserver.acl import ADMIN, CREATE, Target
+from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
@@ -29,7 +29,7 @@ def new_host(oid: int, name: str, im: str, vmm: str, cluster: dict[str, Any]) ->
 
 @api("one.host.allocate", "sssi", (-1,))
 def host_allocate(ctx: Context, name: str, im: str, vmm: str, cluster_id: int) -> int:
-    ctx.check(Target("host"), CREATE)
+    ctx.authorize(Target("host"))
     for value, what in ((name, "NAME"), (im, "IM_MAD"), (vmm, "VM_MAD")):
         if not value.strip():
             raise OneError(ALLOCATE, f"Error allocating a new host. {what} cannot be empty.")
@@ -48,8 +48,7 @@ def host_allocate(ctx: Context, name: str, im: str, vmm: str, cluster_id: int) -
 @api("one.host.delete", "i")
 def host_delete(ctx: Context, oid: int) -> int:
     with db.write_transaction():
-        host = store.load("host", oid, for_update=True)
-        ctx.check(Target("host", oid), ADMIN)
+        host = c.load_checked(ctx, "host", oid, for_update=True)
         if host["vms"]:
             raise OneError(ACTION, "Can not remove a host with running VMs", oid)
         cluster = store.load("cluster", host["cluster_id"], for_update=True)
@@ -67,8 +66,7 @@ def host_status(ctx: Context, oid: int, status: int) -> int:
     if new is None:
         raise OneError(XML_RPC_API, "Wrong status code", oid)
     with db.write_transaction():
-        host = store.load("host", oid, for_update=True)
-        ctx.check(Target("host", oid), ADMIN)
+        host = c.load_checked(ctx, "host", oid, for_update=True)
         if not (status == 0 and host["state"] in (HostState.MONITORED, HostState.INIT)):
             host["prev_state"], host["state"] = host["state"], int(new)
             if status == 0:
@@ -87,7 +85,7 @@ def host_update(ctx: Context, oid: int, text: str, mode: int) -> int:
 
 @api("one.host.monitoring", "i")
 def host_monitoring(ctx: Context, oid: int) -> str:
-    store.load("host", oid)
+    c.load_checked(ctx, "host", oid)
     rows = (db.HostMonitoring.select(db.HostMonitoring.body)
             .where(db.HostMonitoring.host_id == oid).order_by(db.HostMonitoring.timestamp))
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"

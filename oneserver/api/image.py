@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 from oneserver import db, images, operations, store, wakeup
-from oneserver.acl import CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api, generic
+from oneserver.acl import Target
+from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
 from oneserver.history import now
@@ -23,7 +23,7 @@ IMAGE_DS = 0
 
 def _image_datastore(ctx: Context, ds_id: int, what: str) -> dict[str, Any]:
     ds = store.load("datastore", ds_id, for_update=True)
-    ctx.check(c.target("datastore", ds), USE)
+    ctx.authorize(c.target("datastore", ds))
     if ds["type"] != IMAGE_DS:
         raise OneError(ALLOCATE, f"Error {what}. Datastore {ds_id} ({ds['name']}) is not an "
                                  "image datastore (TYPE must be IMAGE_DS).")
@@ -72,8 +72,9 @@ def _add_to_datastore(ds: dict[str, Any], oid: int) -> None:
 @api("one.image.allocate", "sib", (False,))
 def image_allocate(ctx: Context, text: str, ds_id: int, no_capacity_check: bool) -> int:
     what = "allocating a new image"
-    ctx.check(Target("image"), CREATE)
+    ctx.authorize(Target("image"))
     tmpl = c.parse_template(text)
+    authz.check_restricted(ctx.caller.is_admin, "image", [tmpl])
     name = tmpl.get_str("NAME")
     if not name:
         raise OneError(ALLOCATE, f"Error {what}. No NAME in template.")
@@ -109,10 +110,10 @@ def image_allocate(ctx: Context, text: str, ds_id: int, no_capacity_check: bool)
 @api("one.image.clone", "isi", (-1,))
 def image_clone(ctx: Context, oid: int, name: str, ds_id: int) -> int:
     what = "cloning the image"
-    ctx.check(Target("image"), CREATE)
+    ctx.authorize(Target("image"))
     with db.write_transaction():
-        src = c.load_checked(ctx, "image", oid, USE, for_update=True)
-        c.check_lock("image", src, USE)
+        src = c.load_checked(ctx, "image", oid, for_update=True)
+        c.check_lock("image", src, ctx.op.right)
         if src["state"] not in (ImageState.READY, ImageState.USED):
             raise OneError(ACTION, f"Cannot clone image {oid} in state "
                                    f"{ImageState(src['state']).name}: it must be READY or USED",
@@ -140,8 +141,8 @@ def image_clone(ctx: Context, oid: int, name: str, ds_id: int) -> int:
 @api("one.image.delete", "ib", (False,))
 def image_delete(ctx: Context, oid: int, force: bool) -> int:
     with db.write_transaction():
-        img = c.load_checked(ctx, "image", oid, MANAGE, for_update=True)
-        c.check_lock("image", img, MANAGE)
+        img = c.load_checked(ctx, "image", oid, for_update=True)
+        c.check_lock("image", img, ctx.op.right)
         if img["vms"]:
             raise OneError(ACTION, f"Cannot delete image {oid}: it is used by "
                                    f"{len(img['vms'])} VM(s) ({', '.join(map(str, img['vms']))})",

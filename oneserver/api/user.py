@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from oneserver import db, store
-from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
+from oneserver.acl import Target
 from oneserver.api import Context, api, generic, hash_password
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
@@ -15,7 +15,7 @@ from oneserver.documents import pool
 from oneserver.errors import (
     ACTION,
     ALLOCATE,
-    AUTHORIZATION,
+    INTERNAL,
     XML_RPC_API,
     OneError,
     not_found,
@@ -54,7 +54,7 @@ def _leave(user: dict[str, Any], gid: int) -> None:
 
 @api("one.user.allocate", "sssA", ("", []))
 def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: list) -> int:
-    ctx.check(Target("user"), CREATE)
+    ctx.authorize(Target("user"))
     driver = driver or "core"
     c.valid_name(name)
     if driver == "core" and not password:
@@ -65,8 +65,11 @@ def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: l
     gids = list(dict.fromkeys(groups)) or [1 if ctx.caller.is_admin else ctx.caller.gid]
     with db.write_transaction():
         c.name_free("user", name, "USER")
-        for gid in gids:
-            store.load("group", gid)
+        for gid in gids:  # the new user's groups: MANAGE on each (UserAllocate)
+            if groups:
+                ctx.authorize(c.target("group", store.load("group", gid)))
+            else:
+                store.load("group", gid)
         oid = store.next_id("user")
         doc = new_user(oid, name, password, driver, gids[:1])
         for gid in gids:
@@ -75,18 +78,15 @@ def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: l
     return oid
 
 
-def _user_for_change(ctx: Context, oid: int, right: int = MANAGE) -> dict[str, Any]:
-    doc = store.load("user", oid, for_update=True)
-    if ctx.caller.uid != oid:
-        ctx.check(Target("user", oid), right)
-    return doc
+def _user_for_change(ctx: Context, oid: int) -> dict[str, Any]:
+    """The user, row-locked and checked for the call's right (a user owns itself)."""
+    return c.load_checked(ctx, "user", oid, for_update=True)
 
 
 @api("one.user.delete", "i")
 def user_delete(ctx: Context, oid: int) -> int:
     with db.write_transaction():
-        doc = store.load("user", oid, for_update=True)
-        ctx.check(Target("user", oid), ADMIN)
+        doc = _user_for_change(ctx, oid)
         if oid in RESERVED_USERS:
             raise OneError(ACTION, "Cannot delete reserved user", oid)
         for gid in list(doc["groups"]):
@@ -113,15 +113,25 @@ def user_login(ctx: Context, name: str, token: str, valid: int, egid: int) -> st
         if oid is None:
             raise not_found("user", -1)
         doc = _user_for_change(ctx, oid)
-        if egid >= 0 and egid not in doc["groups"]:
-            raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] : EGID is not a group of "
-                                          f"the user.", oid)
         tokens = [t for t in doc.get("tokens", []) if t["expiration"] < 0
                   or t["expiration"] > time.time()]
         if valid == 0:
+            if token and all(t["token"] != token for t in tokens):
+                raise OneError(XML_RPC_API, f"Could not find token: {token}", oid)
             doc["tokens"] = [t for t in tokens if token and t["token"] != token] if token else []
             store.save("user", doc)
             return token or name
+        if valid < -1:
+            raise OneError(XML_RPC_API, "Wrong valid period for token", oid)
+        # Scoped tokens (UserAPI::login): the group must be the user's and in the groups this
+        # session acts with; a session scoped to one group cannot mint an unscoped token.
+        me = ctx.caller
+        if egid != -1 and not me.is_admin and (egid not in doc["groups"]
+                                               or egid not in me.groups):
+            raise OneError(XML_RPC_API, "EGID is not in user group list", oid)
+        if egid == -1 and frozenset(doc["groups"]) != me.groups and me.uid == oid:
+            raise OneError(XML_RPC_API, "Cannot create a full token with a specific group "
+                                        "token", oid)
         token = token or secrets.token_hex(32)
         expiration = -1 if valid < 0 else int(time.time()) + valid
         tokens = [t for t in tokens if t["token"] != token]
@@ -134,12 +144,12 @@ def user_login(ctx: Context, name: str, token: str, valid: int, egid: int) -> st
 @api("one.user.chgrp", "ii")
 def user_chgrp(ctx: Context, oid: int, gid: int) -> int:
     with db.write_transaction():
-        doc = store.load("user", oid, for_update=True)
-        ctx.check(Target("user", oid), MANAGE)
+        doc = _user_for_change(ctx, oid)
         group = store.load("group", gid)
-        if not ctx.caller.is_admin:
-            raise OneError(AUTHORIZATION, f"User [{ctx.caller.uid}] not authorized to perform "
-                                          f"action on group.", gid)
+        ctx.authorize(c.target("group", group))
+        if oid == 0 and gid != 0:
+            raise OneError(INTERNAL, "User [0] oneadmin cannot be moved outside of the Group "
+                                     "[0] oneadmin", oid)
         old = doc["gid"]
         if old != gid:
             _leave(doc, old)
@@ -154,9 +164,8 @@ def user_chgrp(ctx: Context, oid: int, gid: int) -> int:
 @api("one.user.addgroup", "ii")
 def user_addgroup(ctx: Context, oid: int, gid: int) -> int:
     with db.write_transaction():
-        doc = store.load("user", oid, for_update=True)
-        ctx.check(Target("user", oid), MANAGE)
-        store.load("group", gid)
+        doc = _user_for_change(ctx, oid)
+        ctx.authorize(c.target("group", store.load("group", gid)))
         if gid in doc["groups"]:
             raise OneError(ACTION, "User is already in this group", oid)
         _join(doc, gid)
@@ -167,9 +176,8 @@ def user_addgroup(ctx: Context, oid: int, gid: int) -> int:
 @api("one.user.delgroup", "ii")
 def user_delgroup(ctx: Context, oid: int, gid: int) -> int:
     with db.write_transaction():
-        doc = store.load("user", oid, for_update=True)
-        ctx.check(Target("user", oid), MANAGE)
-        store.load("group", gid)
+        doc = _user_for_change(ctx, oid)
+        ctx.authorize(c.target("group", store.load("group", gid)))
         if gid == doc["gid"]:
             raise OneError(ACTION, "Cannot remove user from the primary group", oid)
         if gid not in doc["groups"]:
@@ -182,19 +190,28 @@ def user_delgroup(ctx: Context, oid: int, gid: int) -> int:
 @api("one.user.info", "ib", (-1, False))
 def user_info(ctx: Context, oid: int, decrypt: bool) -> str:
     oid = ctx.caller.uid if oid == -1 else oid
-    doc = store.load("user", oid)
-    if ctx.caller.uid != oid:
-        ctx.check(Target("user", oid), USE)
-    return xml.user(doc)
+    return xml.user(c.load_checked(ctx, "user", oid))
 
 
 @api("one.userpool.info")
 def userpool_info(ctx: Context) -> str:
     rows = db.User.select(db.User.oid, db.User.doc).order_by(db.User.oid.desc())
     bodies = [xml.user_in_pool(r.doc) for r in rows
-              if ctx.caller.is_admin or r.oid == ctx.caller.uid
-              or ctx.may(Target("user", r.oid), USE)]
+              if ctx.may(c.target("user", r.doc))]
     return pool("USER_POOL", bodies, xml.DEFAULT_USER_QUOTAS)
+
+
+@api("one.user.enable", "ib")
+def user_enable(ctx: Context, oid: int, enable: bool) -> int:
+    """Enable or disable a user: a disabled user cannot authenticate (UserAPI::enable)."""
+    with db.write_transaction():
+        doc = _user_for_change(ctx, oid)
+        if oid == 0:
+            raise OneError(ACTION, "Cannot enable/disable oneadmin user", oid)
+        if doc["enabled"] != enable:
+            doc["enabled"] = enable
+            store.save("user", doc)
+    return oid
 
 
 generic.register("one.user", "user", "update")

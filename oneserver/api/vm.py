@@ -16,13 +16,12 @@ from oneserver import (
     store,
     wakeup,
 )
-from oneserver.acl import ADMIN, CREATE, MANAGE, USE, Target
-from oneserver.api import Context, api, generic
+from oneserver.acl import Target
+from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.errors import (
     ACTION,
     ALLOCATE,
-    AUTHORIZATION,
     XML_RPC_API,
     OneError,
 )
@@ -39,27 +38,8 @@ SYSTEM_ATTRS = frozenset({
     "HYPERV_OPTIONS", "SPICE_OPTIONS", "MEMORY_SLOTS", "MEMORY_RESIZE_MODE", "CPU_MODEL",
     "BACKUP_CONFIG", "INIT", "INIT_ARGS", "LXC_IDMAP", "LXC_UNPRIVILEGED", "LXC_CPU_QUOTA",
 })
-# VM_RESTRICTED_ATTR of oned.conf: only the oneadmin group may set these.
-RESTRICTED = (
-    ("CONTEXT", "FILES"), ("NIC", "MAC"), ("NIC", "VLAN_ID"), ("NIC", "BRIDGE"),
-    ("NIC", "FILTER"), ("DISK", "TOTAL_BYTES_SEC"), ("DISK", "READ_BYTES_SEC"),
-    ("DISK", "WRITE_BYTES_SEC"), ("DISK", "TOTAL_IOPS_SEC"), ("DEPLOY_ID", None),
-    ("CPU_COST", None), ("MEMORY_COST", None), ("DISK_COST", None), ("PCI", None),
-    ("EMULATOR", None), ("RAW", "DATA"), ("USER_PRIORITY", None),
-)
 UPDATECONF_ATTRS = frozenset({"OS", "FEATURES", "INPUT", "GRAPHICS", "RAW", "CONTEXT",
                               "CPU_MODEL", "VIDEO", "BACKUP_CONFIG", "INIT"})
-
-
-def _check_restricted(ctx: Context, tmpl: Template) -> None:
-    if ctx.caller.is_admin:
-        return
-    for name, member in RESTRICTED:
-        for value in tmpl.get_all(name):
-            if member is None or (isinstance(value, dict) and member in value):
-                shown = name if member is None else f"{name}/{member}"
-                raise OneError(AUTHORIZATION, f"VM Template includes a restricted attribute "
-                                              f"{shown}.")
 
 
 def _positive(tmpl: Template, name: str, integer: bool, required: bool) -> None:
@@ -101,7 +81,7 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
         disk["DISK_ID"] = str(i)
     try:  # DISK = [IMAGE_ID = n] / [IMAGE = "name"]: the VM takes the image now, as oned does
         images.attach(oid, system, ctx.caller.uid,
-                      lambda img: ctx.check(c.target("image", img), USE))
+                      lambda img: ctx.authorize(c.target("image", img)))
     except OneError as exc:
         if exc.code != ACTION:
             raise
@@ -127,10 +107,11 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
     }
 
 
-def allocate_vm(ctx: Context, tmpl: Template, hold: bool) -> int:
-    """Insert a VM (inside the caller's write transaction) and return its id."""
-    ctx.check(Target("vm"), CREATE)
-    _check_restricted(ctx, tmpl)
+def allocate_vm(ctx: Context, tmpl: Template, hold: bool, given: Template | None = None) -> int:
+    """Insert a VM (inside the caller's write transaction) and return its id. ``given``: what
+    the caller wrote, checked for restricted attributes (default: all of ``tmpl``)."""
+    ctx.authorize(Target("vm"))
+    authz.check_restricted(ctx.caller.is_admin, "vm", [tmpl if given is None else given])
     oid = store.next_id("vm")
     doc = build(ctx, oid, tmpl, hold)
     store.insert("vm", doc)
@@ -147,8 +128,10 @@ def vm_allocate(ctx: Context, text: str, hold: bool) -> int:
     return oid
 
 
-def _vm_and_host(ctx: Context, oid: int, right: int) -> tuple[dict[str, Any], dict | None]:
-    vm = c.load_checked(ctx, "vm", oid, right, for_update=True)
+def _vm_and_host(ctx: Context, oid: int) -> tuple[dict[str, Any], dict | None]:
+    """The VM (checked and lock-checked for the call's right) and the host it is on."""
+    vm = c.load_checked(ctx, "vm", oid, for_update=True)
+    c.check_lock("vm", vm, ctx.op.right)
     hid = vm["history"][-1]["hid"] if vm["history"] else -1
     host = store.load("host", hid, for_update=True) if hid >= 0 and store.exists(
         "host", hid) else None
@@ -162,10 +145,10 @@ def _commit(vm: dict[str, Any], host: dict | None, ops: list[lifecycle.Op]) -> N
     operations.enqueue(vm, ops)
 
 
-def _system_ds(host: dict[str, Any], ds_id: int) -> tuple[int, str]:
+def _system_ds(ctx: Context, ds_id: int) -> tuple[int, str]:
     if ds_id < 0:
         ds_id = 0
-    ds = store.load("datastore", ds_id)
+    ds = c.load_checked(ctx, "datastore", ds_id)
     if ds["type"] != 1:
         raise OneError(ACTION, f"Datastore [{ds_id}] is not a system datastore", ds_id)
     return ds_id, ds["tm_mad"]
@@ -174,16 +157,15 @@ def _system_ds(host: dict[str, Any], ds_id: int) -> tuple[int, str]:
 @api("one.vm.deploy", "iibis", (False, -1, ""))
 def vm_deploy(ctx: Context, oid: int, hid: int, enforce: bool, ds_id: int, nic: str) -> int:
     with db.write_transaction():
-        vm = c.load_checked(ctx, "vm", oid, ADMIN, for_update=True)
-        c.check_lock("vm", vm, ADMIN)
-        host = c.load_checked(ctx, "host", hid, MANAGE, for_update=True)
+        vm, _ = _vm_and_host(ctx, oid)
+        host = c.load_checked(ctx, "host", hid, for_update=True)
         if vm["state"] not in (VmState.PENDING, VmState.HOLD, VmState.STOPPED,
                                VmState.UNDEPLOYED):
             raise lifecycle.refuse(vm, "deploy")
         if enforce and not capacity.fits(host, vm):
             raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
                            oid)
-        ds, tm_mad = _system_ds(host, ds_id)
+        ds, tm_mad = _system_ds(ctx, ds_id)
         place(vm, host, ds, tm_mad)
     wakeup.notify()
     return oid
@@ -220,9 +202,7 @@ def vm_action(ctx: Context, action: str, oid: int) -> int:
     if action not in lifecycle.VALID_ACTIONS:
         raise OneError(ACTION, f'Action "{action}" is not supported')
     with db.write_transaction():
-        right = ADMIN if action in lifecycle.ADMIN_ACTIONS else MANAGE
-        vm, host = _vm_and_host(ctx, oid, right)
-        c.check_lock("vm", vm, right)
+        vm, host = _vm_and_host(ctx, oid)
         if host is not None:
             capabilities.require(host["vm_mad"], action, vm)
         ops = lifecycle.action(vm, action, ctx.caller.uid, ctx.caller.gid)
@@ -235,9 +215,8 @@ def vm_action(ctx: Context, action: str, oid: int) -> int:
 def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_id: int,
                mode: int) -> int:
     with db.write_transaction():
-        vm, src = _vm_and_host(ctx, oid, ADMIN)
-        c.check_lock("vm", vm, ADMIN)
-        dst = c.load_checked(ctx, "host", hid, MANAGE, for_update=True)
+        vm, src = _vm_and_host(ctx, oid)
+        dst = c.load_checked(ctx, "host", hid, for_update=True)
         if src is None or vm["state"] not in (VmState.ACTIVE, VmState.POWEROFF,
                                               VmState.SUSPENDED):
             raise lifecycle.refuse(vm, "migrate")
@@ -248,7 +227,7 @@ def vm_migrate(ctx: Context, oid: int, hid: int, live: bool, enforce: bool, ds_i
         if enforce and not capacity.fits(dst, vm):
             raise OneError(ACTION, f"Host {hid} does not have enough capacity to run the VM",
                            oid)
-        ds, tm_mad = _system_ds(dst, ds_id)
+        ds, tm_mad = _system_ds(ctx, ds_id)
         migrate_to(vm, src, dst, ds, tm_mad, ctx.caller.uid, ctx.caller.gid)
     wakeup.notify()
     return oid
@@ -265,6 +244,7 @@ def vm_updateconf(ctx: Context, oid: int, text: str, mode: int) -> int:
     if mode not in (0, 1):
         raise OneError(XML_RPC_API, "Wrong update type", oid)
     new = c.parse_template(text)
+    authz.check_restricted(ctx.caller.is_admin, "vm", [new])
     with c.changing(ctx, "vm", oid) as vm:
         if vm["state"] == VmState.ACTIVE and vm["lcm_state"] != Lcm.RUNNING:
             raise lifecycle.refuse(vm, "updateconf")
@@ -291,8 +271,7 @@ def vm_recover(ctx: Context, oid: int, op: int) -> int:
     if op not in range(6):
         raise OneError(ACTION, "Wrong recovery operation code", oid)
     with db.write_transaction():
-        vm, host = _vm_and_host(ctx, oid, ADMIN)
-        c.check_lock("vm", vm, ADMIN)  # recover is an admin operation: any lock blocks it
+        vm, host = _vm_and_host(ctx, oid)
         ops = lifecycle.recover(vm, host, op, ctx.caller.uid, ctx.caller.gid)
         _commit(vm, host, ops)
     wakeup.notify()
@@ -303,8 +282,7 @@ def vm_recover(ctx: Context, oid: int, op: int) -> int:
 def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
     new = c.parse_template(text)
     with db.write_transaction():
-        vm, host = _vm_and_host(ctx, oid, MANAGE)
-        c.check_lock("vm", vm, MANAGE)
+        vm, host = _vm_and_host(ctx, oid)
         live = vm["state"] == VmState.ACTIVE and vm["lcm_state"] == Lcm.RUNNING
         if not live and vm["state"] not in (VmState.POWEROFF, VmState.UNDEPLOYED,
                                             VmState.PENDING, VmState.HOLD, VmState.STOPPED,
@@ -339,8 +317,7 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
 
 @api("one.vm.monitoring", "i")
 def vm_monitoring(ctx: Context, oid: int) -> str:
-    vm = store.load("vm", oid)
-    ctx.check(c.target("vm", vm), USE)
+    c.load_checked(ctx, "vm", oid)
     rows = (db.VMMonitoring.select(db.VMMonitoring.body).where(db.VMMonitoring.vm_id == oid)
             .order_by(db.VMMonitoring.timestamp))
     return "<MONITORING_DATA>" + "".join(r.body for r in rows) + "</MONITORING_DATA>"

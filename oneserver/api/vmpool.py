@@ -7,7 +7,6 @@ import time
 import peewee as pw
 
 from oneserver import db
-from oneserver.acl import USE
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.documents.vm import history
@@ -101,7 +100,7 @@ def _visible_ids(ctx: Context, flag: int) -> set[int]:
             continue
         if flag == -4 and r.gid != me.gid:
             continue
-        if me.is_admin or ctx.may(c.target("vm", r.doc), USE):
+        if me.is_admin or ctx.may(c.target("vm", r.doc)):
             out.add(r.oid)
     return out
 

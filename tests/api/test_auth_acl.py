@@ -101,6 +101,8 @@ def test_login_tokens(server, one) -> None:
 
     gid = one.group.allocate(uniq("egid"))
     one.user.addgroup(uid, gid)
+    # A new group has no rights of its own (as in oned): let its members create VMs.
+    one.acl.addrule(hex(0x200000000 | gid)[2:], hex(VM_ALL)[2:], "8", "")
     scoped = user.user.login(name, "", 60, gid)
     [t] = one.user.info(uid).LOGIN_TOKEN  # the others were dropped above
     assert t.EGID == gid
@@ -132,8 +134,8 @@ def test_user_manages_own_vms_only(server, one) -> None:
 
     before = vm_body(server, theirs)
     msg, code = refused(server, session, "one.vm.info", theirs)
-    assert (msg, code) == (f"[one.vm.info] User [{uid}] not authorized to perform action on "
-                           f"virtual machine.", AUTHORIZATION)
+    assert (msg, code) == (f"[one.vm.info] User [{uid}] : Not authorized to perform USE VM "
+                           f"[{theirs}].", AUTHORIZATION)
     for method, params in (("one.vm.action", ("terminate", theirs)),
                            ("one.vm.rename", (theirs, "stolen")),
                            ("one.vm.update", (theirs, 'X="1"', 1)),

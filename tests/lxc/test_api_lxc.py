@@ -13,7 +13,7 @@ import pytest
 from lxc_specs import domain
 
 from oneserver.vmstate import HostState, Lcm, VmState
-from tests.conftest import Server, start_server, stop_server, wait_for
+from tests.conftest import Server, start_server, stop_server, wait_for, write_etc
 
 libvirt = pytest.importorskip("libvirt")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are exceptions already
@@ -188,10 +188,9 @@ def test_container_that_stops_on_its_own_turns_poweroff(
 @pytest.mark.lxc
 def test_delete_while_deploy_is_in_flight(local: tuple[Server, int, libvirt.virConnect],
                                           rootfs: tuple[Path, Path], tmp_path: Path) -> None:
-    srv, _, conn = local
-    one = srv.pyone()
-    # A host on the same libvirtd whose "ssh" is slow and records, for every command, which
-    # domains exist while it runs.
+    _, _, conn = local
+    # A host on the same libvirtd whose "ssh" (the server's configured ssh command) is slow
+    # and records, for every command, which domains exist while it runs.
     log = tmp_path / "slow-ssh.log"
     wrapper = tmp_path / "slowssh"
     wrapper.write_text(
@@ -199,8 +198,11 @@ def test_delete_while_deploy_is_in_flight(local: tuple[Server, int, libvirt.virC
         f'echo "$* | $(virsh -q -c lxc:///system list --name | tr "\\n" " ")" >> {log}\n'
         'sleep 1\nexec sh -c "$*"\n')
     wrapper.chmod(0o755)
+    srv = start_server(tmp_path / "srv", "sqlite",
+                       [*FAST, "--etc", str(write_etc(tmp_path / "etc", str(wrapper)))])
+    one = srv.pyone()
     hid = one.host.allocate("slowlocal", "lxc", "lxc", -1)
-    one.host.update(hid, f'LIBVIRT_URI = "lxc:///system"\nSSH_COMMAND = "{wrapper}"\n', 1)
+    one.host.update(hid, 'LIBVIRT_URI = "lxc:///system"\n', 1)
     one.host.status(hid, 1)  # disabled: the scheduler leaves it alone; one.vm.deploy does not
     try:
         vid = one.vm.allocate(vm_template("inflight", rootfs[0]), True)
@@ -225,6 +227,7 @@ def test_delete_while_deploy_is_in_flight(local: tuple[Server, int, libvirt.virC
     finally:
         wait_for("host empty", lambda: not one.host.info(hid).VMS.ID)
         one.host.delete(hid)
+        stop_server(srv)
 
 
 # --------------------------------------------------------------------------- namespace hosts
@@ -239,12 +242,13 @@ def vhost_conn(state: Path, index: int) -> libvirt.virConnect:
 def test_vhosts_through_the_api(vhosts: tuple[Path, list[str]], rootfs: tuple[Path, Path],
                                 tmp_path_factory: pytest.TempPathFactory) -> None:
     state, addresses = vhosts
-    srv = start_server(tmp_path_factory.mktemp("api-vhosts"), "sqlite", FAST)
+    tmp = tmp_path_factory.mktemp("api-vhosts")
+    # libvirt and the TM reach the hosts through the lab's ssh, configured in oned.conf.
+    srv = start_server(tmp, "sqlite",
+                       [*FAST, "--etc", str(write_etc(tmp / "etc", str(state / "sshwrap")))])
     one = srv.pyone()
     vids: list[int] = []
     try:
-        # The cluster's template reaches every host: libvirt and the TM use the lab's ssh.
-        one.cluster.update(0, f'SSH_COMMAND = "{state / "sshwrap"}"\n', 1)
         hids = [one.host.allocate(addr, "lxc", "lxc", -1) for addr in addresses]
         t0 = time.monotonic()
         for hid in hids:

@@ -24,7 +24,7 @@ from drivers.ssh import SshTM
 from oneserver.driver_contract import DiskSpec, DriverError, HostRef, VMSpec
 from oneserver.images import ImageState
 from oneserver.vmstate import Lcm, VmState
-from tests.conftest import Server, start_server, stop_server, wait_for
+from tests.conftest import Server, start_server, stop_server, wait_for, write_etc
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "hosts"
 ACTIVE, RUNNING = int(VmState.ACTIVE), int(Lcm.RUNNING)
@@ -363,17 +363,22 @@ def test_recover_delete_during_slow_prolog(local: tuple[Server, int, int, libvir
     """The old driver's cancel/tm_delete race: the cleanup must never run while the transfer
     still writes. Here the transfer is slow (1 MB/s), progress shows in the VM, the delete
     stops it, and the cleanup runs strictly after it; nothing is left anywhere."""
-    srv, _, ds, conn = local
-    one = srv.pyone()
-    iid = register(one, ds, tarballs["big"], "busybox-big")
+    _, _, _, conn = local
     log = tmp_path / "ssh.log"
     wrapper = tmp_path / "localssh"  # "ssh" that runs here and logs each command's start/end
     wrapper.write_text(f'#!/bin/sh\nshift\necho "start $(date +%s.%N) $*" >> {log}\n'
                        f'sh -c "$*"; rc=$?\necho "end $(date +%s.%N)" >> {log}\nexit $rc\n')
     wrapper.chmod(0o755)
+    # A server of its own, whose configured ssh command is the wrapper.
+    srv = start_server(tmp_path / "srv", "sqlite",
+                       [*FAST, "--etc", str(write_etc(tmp_path / "etc", str(wrapper)))])
+    one = srv.pyone()
+    ds = one.datastore.allocate(
+        f'NAME="images"\nTYPE="IMAGE_DS"\nDS_MAD="fs"\nTM_MAD="ssh"\n'
+        f'SAFE_DIRS="{tarballs["a"].parent}"\n', -1)
+    iid = register(one, ds, tarballs["big"], "busybox-big")
     hid = one.host.allocate("slowimg", "lxc", "lxc", -1)
-    one.host.update(hid, f'LIBVIRT_URI = "lxc:///system"\nSSH_COMMAND = "{wrapper}"\n'
-                         'TM_BW_LIMIT_MBPS = "1"\n', 1)
+    one.host.update(hid, 'LIBVIRT_URI = "lxc:///system"\nTM_BW_LIMIT_MBPS = "1"\n', 1)
     one.host.status(hid, 1)
     try:
         vid = one.vm.allocate(image_vm("slow", iid), True)
@@ -405,6 +410,7 @@ def test_recover_delete_during_slow_prolog(local: tuple[Server, int, int, libvir
     finally:
         wait_for("host empty", lambda: not one.host.info(hid).VMS.ID)
         one.host.delete(hid)
+        stop_server(srv)
 
 
 # --------------------------------------------------------------------------- namespace hosts
@@ -413,10 +419,11 @@ def test_recover_delete_during_slow_prolog(local: tuple[Server, int, int, libvir
 def test_images_on_namespace_hosts(vhosts: tuple[Path, list[str]], tarballs: dict[str, Path],
                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     state, addresses = vhosts
-    srv = start_server(tmp_path_factory.mktemp("img-vhosts"), "sqlite", FAST)
+    tmp = tmp_path_factory.mktemp("img-vhosts")
+    srv = start_server(tmp, "sqlite",
+                       [*FAST, "--etc", str(write_etc(tmp / "etc", str(state / "sshwrap")))])
     one = srv.pyone()
     try:
-        one.cluster.update(0, f'SSH_COMMAND = "{state / "sshwrap"}"\n', 1)
         ds = one.datastore.allocate(
             f'NAME="images"\nTYPE="IMAGE_DS"\nDS_MAD="fs"\nTM_MAD="ssh"\n'
             f'SAFE_DIRS="{tarballs["a"].parent}"\n', -1)

@@ -20,14 +20,18 @@ def _vm(vm_id: int, *disks: DiskSpec, **template: str) -> VMSpec:
     return VMSpec(id=vm_id, name="t", cpu=1, vcpu=1, memory_mb=64, disks=disks, template=template)
 
 
+NODE5 = HostRef(5, "node5")
+
+
 @pytest.fixture
-def fake_ssh(tmp_path: Path) -> HostRef:
-    """A host whose SSH_COMMAND drops the destination and runs the command here."""
+def fake_ssh(tmp_path: Path) -> str:
+    """An ssh command (the TM's ``ssh_command`` option) that drops the destination and runs
+    the command here."""
     log = tmp_path / "fake-ssh.log"
     script = tmp_path / "fakessh"
     script.write_text(f'#!/bin/sh\necho "$1" >> {log}\nshift\nexec sh -c "$*"\n')
     script.chmod(0o755)
-    return HostRef(5, "node5", {"SSH_COMMAND": str(script)})
+    return str(script)
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "dir", "tar", "tar.xz"])
@@ -55,15 +59,31 @@ def test_prolog_epilog_local(kind: str, rootfs: tuple[Path, Path], tmp_path: Pat
     tm.epilog(LOCAL, vm)  # nothing left: still a success
 
 
-def test_prolog_over_ssh_command(fake_ssh: HostRef, rootfs: tuple[Path, Path],
+def test_prolog_over_ssh_command(fake_ssh: str, rootfs: tuple[Path, Path],
                                  tmp_path: Path) -> None:
-    tm = SshTM({"datastore_dir": str(tmp_path / "ds")})
+    tm = SshTM({"datastore_dir": str(tmp_path / "ds"), "ssh_command": fake_ssh})
     vm = _vm(12, DiskSpec(0, str(rootfs[1])))
-    vm_dir = tm.prolog(fake_ssh, vm)
+    vm_dir = tm.prolog(NODE5, vm)
     assert Path(vm_dir, "disk.0", "sbin", "init").exists()
     assert "root@node5" in (tmp_path / "fake-ssh.log").read_text()
-    tm.epilog(fake_ssh, vm)
+    tm.epilog(NODE5, vm)
     assert not Path(vm_dir).exists()
+
+
+def test_host_template_never_names_a_program(fake_ssh: str, tmp_path: Path) -> None:
+    """SSH_COMMAND in a host template (written through the API) is ignored, and host and user
+    names that ssh would read as options are refused."""
+    pwned = tmp_path / "pwned"
+    evil = HostRef(6, "node6", {"SSH_COMMAND": f"sh -c 'id > {pwned}' --"})
+    assert target_for_host(evil, {}).command == ("ssh",)
+    assert target_for_host(evil, {"ssh_command": fake_ssh}).command == (fake_ssh,)
+    for bad in ({"SSH_HOST": "-oProxyCommand=touch /tmp/x"}, {"SSH_USER": "-oProxyCommand=x"},
+                {"SSH_HOST": "a b"}, {"SSH_USER": "root;id"}):
+        with pytest.raises(DriverError, match="not a"):
+            target_for_host(HostRef(7, "node7", bad), {})
+    with pytest.raises(DriverError):
+        target_for_host(HostRef(8, "-oProxyCommand=x"), {})
+    assert not pwned.exists()
 
 
 def test_bad_tarball(tmp_path: Path) -> None:

@@ -138,10 +138,28 @@ def test_host_uri_rules() -> None:
     assert host_uri(HostRef(1, "h1"), {}) == "lxc+ssh://root@h1/system"
     assert host_uri(HostRef(1, "h1"), {"uri_template": "lxc+ssh://admin@{hostname}:2222/system"}) \
         == "lxc+ssh://admin@h1:2222/system"
-    assert host_uri(HostRef(1, "h1", {"SSH_COMMAND": "/x/sshwrap"}), {}) \
+    assert host_uri(HostRef(1, "h1"), {"ssh_command": "/x/sshwrap"}) \
         == "lxc+ssh://root@h1/system?command=/x/sshwrap"
     assert host_uri(HostRef(1, "localhost", {"LIBVIRT_URI": "test:///default"}), {}) \
         == "test:///default"
+
+
+def test_host_templates_never_name_a_program() -> None:
+    """A host template's SSH_COMMAND is ignored and its LIBVIRT_URI may not carry libvirt's
+    program-running parameters (command, netcat, proxy) or a driver other than lxc."""
+    assert host_uri(HostRef(1, "h1", {"SSH_COMMAND": "sh -c id"}), {}) \
+        == "lxc+ssh://root@h1/system"
+    ours = "lxc+ssh://root@h1/system?command=/x/sshwrap"  # as earlier releases monitored it
+    assert host_uri(HostRef(1, "h1", {"LIBVIRT_URI": ours}), {"ssh_command": "/x/sshwrap"}) \
+        == ours
+    for uri in ("lxc+ssh://root@h1/system?command=/bin/sh", "lxc+ssh://h1/system?netcat=x",
+                "lxc+ssh://h1/system?socket=/s;command=x", "lxc+ssh://h1/system?comm%61nd=x",
+                "lxc+ext:///system?command=id", "qemu+ssh://h1/system",
+                "lxc+ssh://-oProxyCommand=id/system", "lxc+ssh://{hostname.__class__}/system"):
+        with pytest.raises(DriverError):
+            host_uri(HostRef(1, "h1", {"LIBVIRT_URI": uri}), {"ssh_command": "/x/sshwrap"})
+    with pytest.raises(DriverError):
+        host_uri(HostRef(1, "-oProxyCommand=id"), {})
 
 
 class _FakeConn:

@@ -1,0 +1,254 @@
+"""Who may call what: oned 7.4's authorization operation for every method, in one table.
+
+Each method names the object kind it acts on and the right the caller needs on it (oned's
+``AuthRequest`` operations: USE, MANAGE, ADMIN, or CREATE on a kind), plus the rights it needs
+on the other objects the call names (the host of a deploy, the new owner of a chown, …). The
+rights come from ``src/rm/api/*API.h`` (each class's ``auth_op``), the handlers' extra
+``add_auth`` calls, and the ``VM_*_OPERATIONS`` of ``oned.conf`` for ``one.vm.action``.
+Handlers never name a right: they ask :meth:`Context.authorize` about an object, and the
+table says which right that is. ``tests/api/test_authz_table.py`` walks this table for every
+registered method and every kind of caller.
+
+The restricted attributes of ``oned.conf`` (``*_RESTRICTED_ATTR``: what only the oneadmin
+group may write in a template) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from oneserver.acl import ADMIN, CREATE, MANAGE, USE
+from oneserver.errors import AUTHORIZATION, OneError
+from oneserver.template import Template
+
+NONE = 0  # a valid session is enough (one.system.version, …)
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: str | None  # the kind of object the call acts on (None: no object)
+    right: int  # needed on that object, or CREATE on the kind
+    also: Mapping[str, int] = field(default_factory=dict)  # other objects: kind -> right
+    listing: bool = False  # a pool call: it lists what the caller may USE
+    ignores_lock: bool = False  # oned's *_NO_LCK operations (lock, unlock, info)
+    creates: str | None = None  # the kind of object the call makes (CREATE on that kind)
+
+    def right_on(self, kind: str, oid: int) -> int:
+        """The right this operation needs on object ``oid`` of ``kind`` (-1 and a kind the
+        call creates: CREATE on the kind)."""
+        if oid < 0 and kind == self.creates:
+            return CREATE
+        if kind == self.kind:
+            return self.right
+        try:
+            return self.also[kind]
+        except KeyError:
+            raise AssertionError(f"the authorization table gives no right on {kind!r}"
+                                 ) from None
+
+
+def _op(kind: str | None, right: int, *, listing: bool = False, ignores_lock: bool = False,
+        creates: str | None = None, **also: int) -> Operation:
+    if right == CREATE:
+        creates = kind
+    return Operation(kind, right, also, listing, ignores_lock, creates)
+
+
+def _pool(kind: str) -> Operation:
+    return _op(kind, USE, listing=True, ignores_lock=True)
+
+
+def _info(kind: str) -> Operation:
+    return _op(kind, USE, ignores_lock=True)
+
+
+def _shared(prefix: str, kind: str, default: int, *verbs: str) -> dict[str, Operation]:
+    """The generic verbs of a kind (SharedAPI): update/rename/delete take the class's
+    operation; chmod needs ADMIN too when it changes ADMIN bits (see CHMOD_ADMIN_BITS); chown
+    needs MANAGE on the new owner and USE on the new group; lock and unlock ignore locks."""
+    ops = {
+        "info": _info(kind),
+        "update": _op(kind, default),
+        "rename": _op(kind, default),
+        "delete": _op(kind, default),
+        "chmod": _op(kind, default),
+        "chown": _op(kind, default, user=MANAGE, group=USE),
+        "lock": _op(kind, MANAGE, ignores_lock=True),
+        "unlock": _op(kind, MANAGE, ignores_lock=True),
+    }
+    return {f"{prefix}.{verb}": ops[verb] for verb in verbs}
+
+
+# chmod of ADMIN bits (owner_a, group_a, other_a) needs ADMIN on the object (SharedAPI::chmod).
+CHMOD_ADMIN_BITS = ADMIN
+
+TABLE: dict[str, Operation] = {
+    # --- system: no object -------------------------------------------------------------
+    "one.system.version": _op(None, NONE),
+    "one.system.config": _op(None, NONE),  # values oned hides are hidden outside oneadmin
+    "one.zone.raftstatus": _op(None, NONE),
+    # --- VMs (VirtualMachineAPI: MANAGE; deploy/migrate also MANAGE the host, USE the
+    # system datastore; allocate USEs every image it takes) -------------------------------
+    **_shared("one.vm", "vm", MANAGE, "info", "update", "rename", "chmod", "chown",
+              "lock", "unlock"),
+    "one.vm.allocate": _op("vm", CREATE, image=USE),
+    "one.vm.action": _op("vm", MANAGE),  # refined per action by VM_ACTIONS
+    "one.vm.deploy": _op("vm", ADMIN, host=MANAGE, datastore=USE),
+    "one.vm.migrate": _op("vm", ADMIN, host=MANAGE, datastore=USE),
+    "one.vm.recover": _op("vm", ADMIN),
+    "one.vm.resize": _op("vm", MANAGE),
+    "one.vm.updateconf": _op("vm", MANAGE),
+    "one.vm.monitoring": _info("vm"),
+    "one.vmpool.info": _pool("vm"),
+    "one.vmpool.infoextended": _pool("vm"),
+    "one.vmpool.infoset": _pool("vm"),
+    "one.vmpool.monitoring": _pool("vm"),
+    "one.vmpool.accounting": _pool("vm"),
+    # --- VM templates (TemplateAPI: MANAGE; instantiate and clone USE the template) -------
+    **_shared("one.template", "template", MANAGE, "info", "update", "rename", "delete",
+              "chmod", "chown", "lock", "unlock"),
+    "one.template.allocate": _op("template", CREATE),
+    "one.template.clone": _op("template", USE, creates="template"),
+    "one.template.instantiate": _op("template", USE, creates="vm", image=USE),
+    "one.templatepool.info": _pool("template"),
+    # --- images (ImageAPI: MANAGE; allocate and clone USE the datastore) ----------------
+    **_shared("one.image", "image", MANAGE, "info", "update", "rename", "delete", "chmod",
+              "chown", "lock", "unlock"),
+    "one.image.allocate": _op("image", CREATE, datastore=USE),
+    "one.image.clone": _op("image", USE, creates="image", datastore=USE),
+    "one.image.enable": _op("image", MANAGE),
+    "one.image.persistent": _op("image", MANAGE),
+    "one.image.chtype": _op("image", MANAGE),
+    "one.imagepool.info": _pool("image"),
+    # --- hosts (HostAPI: ADMIN; allocate into a cluster needs ADMIN on it) --------------
+    "one.host.allocate": _op("host", CREATE, cluster=ADMIN),
+    "one.host.delete": _op("host", ADMIN),
+    "one.host.status": _op("host", ADMIN),
+    "one.host.update": _op("host", ADMIN),
+    "one.host.rename": _op("host", ADMIN),
+    "one.host.info": _info("host"),
+    "one.host.monitoring": _op("host", USE),
+    "one.hostpool.info": _pool("host"),
+    "one.hostpool.monitoring": _pool("host"),
+    # --- clusters (ClusterAPI: ADMIN, update/rename MANAGE; add/del ADMIN the member) ----
+    "one.cluster.allocate": _op("cluster", CREATE),
+    "one.cluster.delete": _op("cluster", ADMIN),
+    "one.cluster.update": _op("cluster", MANAGE),
+    "one.cluster.rename": _op("cluster", MANAGE),
+    "one.cluster.info": _info("cluster"),
+    "one.cluster.addhost": _op("cluster", ADMIN, host=ADMIN),
+    "one.cluster.delhost": _op("cluster", ADMIN, host=ADMIN),
+    "one.cluster.adddatastore": _op("cluster", ADMIN, datastore=ADMIN),
+    "one.cluster.deldatastore": _op("cluster", ADMIN, datastore=ADMIN),
+    "one.clusterpool.info": _pool("cluster"),
+    # --- datastores (DatastoreAPI: MANAGE; allocate into a cluster needs ADMIN on it) ----
+    **_shared("one.datastore", "datastore", MANAGE, "info", "update", "rename", "delete",
+              "chmod", "chown"),
+    "one.datastore.allocate": _op("datastore", CREATE, cluster=ADMIN),
+    "one.datastore.enable": _op("datastore", MANAGE),
+    "one.datastorepool.info": _pool("datastore"),
+    # --- users (UserAPI: MANAGE, a user owns itself; delete/enable/chauth ADMIN; chgrp and
+    # addgroup/delgroup also need the group) ---------------------------------------------
+    "one.user.allocate": _op("user", CREATE, group=MANAGE),
+    "one.user.delete": _op("user", ADMIN),
+    "one.user.enable": _op("user", ADMIN),
+    "one.user.info": _info("user"),
+    "one.user.update": _op("user", MANAGE),
+    "one.user.passwd": _op("user", MANAGE),
+    "one.user.login": _op("user", MANAGE),
+    "one.user.chgrp": _op("user", MANAGE, group=USE),
+    "one.user.addgroup": _op("user", MANAGE, group=MANAGE),
+    "one.user.delgroup": _op("user", MANAGE, group=MANAGE),
+    "one.userpool.info": _pool("user"),
+    # --- groups (GroupAPI: ADMIN) -------------------------------------------------------
+    "one.group.allocate": _op("group", CREATE),
+    "one.group.delete": _op("group", ADMIN),
+    "one.group.update": _op("group", ADMIN),
+    "one.group.info": _info("group"),
+    "one.grouppool.info": _pool("group"),
+    # --- ACL rules (AclAPI: MANAGE on the ACL object, which no rule can grant: oneadmin's
+    # group only) ------------------------------------------------------------------------
+    "one.acl.addrule": _op("acl", MANAGE),
+    "one.acl.delrule": _op("acl", MANAGE),
+    "one.acl.info": _op("acl", MANAGE),
+}
+# oned.conf's VM_ADMIN_OPERATIONS / VM_MANAGE_OPERATIONS (VM_USE_OPERATIONS is empty) for the
+# actions of one.vm.action.
+VM_ACTIONS: dict[str, int] = {
+    "terminate": MANAGE, "terminate-hard": MANAGE, "undeploy": MANAGE,
+    "undeploy-hard": MANAGE, "poweroff": MANAGE, "poweroff-hard": MANAGE, "reboot": MANAGE,
+    "reboot-hard": MANAGE, "hold": MANAGE, "release": MANAGE, "stop": MANAGE,
+    "suspend": MANAGE, "resume": MANAGE, "resched": ADMIN, "unresched": ADMIN,
+}
+
+def operation(method: str, params: list[Any]) -> Operation:
+    """The operation of one call (one.vm.action's depends on the action it names)."""
+    op = TABLE[method]
+    if method == "one.vm.action" and params and params[0] in VM_ACTIONS:
+        return _op("vm", VM_ACTIONS[params[0]])
+    return op
+
+
+# --- restricted attributes (oned.conf *_RESTRICTED_ATTR) --------------------------------
+
+# (attribute, vector member or None for the whole attribute). DISK/SOURCE is ours: a disk
+# SOURCE names a path on the front-end that the core copies into the container, so only the
+# oneadmin group may give one directly (images set it for everybody else).
+VM_RESTRICTED: tuple[tuple[str, str | None], ...] = (
+    ("CONTEXT", "FILES"),
+    *(("NIC", m) for m in (
+        "MAC", "VLAN_ID", "BRIDGE", "FILTER", "FILTER_IP_SPOOFING", "FILTER_MAC_SPOOFING",
+        "INBOUND_AVG_BW", "INBOUND_PEAK_BW", "INBOUND_PEAK_KB", "OUTBOUND_AVG_BW",
+        "OUTBOUND_PEAK_BW", "OUTBOUND_PEAK_KB", "OPENNEBULA_MANAGED", "EXTERNAL",
+        "VLAN_TAGGED_ID")),
+    *(("NIC_ALIAS", m) for m in (
+        "MAC", "VLAN_ID", "BRIDGE", "INBOUND_AVG_BW", "INBOUND_PEAK_BW", "INBOUND_PEAK_KB",
+        "OUTBOUND_AVG_BW", "OUTBOUND_PEAK_BW", "OUTBOUND_PEAK_KB", "OPENNEBULA_MANAGED")),
+    *(("NIC_DEFAULT", m) for m in ("MAC", "VLAN_ID", "BRIDGE", "FILTER", "EXTERNAL")),
+    *(("DISK", m) for m in (
+        "TOTAL_BYTES_SEC", "TOTAL_BYTES_SEC_MAX_LENGTH", "TOTAL_BYTES_SEC_MAX",
+        "READ_BYTES_SEC", "READ_BYTES_SEC_MAX_LENGTH", "READ_BYTES_SEC_MAX",
+        "WRITE_BYTES_SEC", "WRITE_BYTES_SEC_MAX_LENGTH", "WRITE_BYTES_SEC_MAX",
+        "TOTAL_IOPS_SEC", "TOTAL_IOPS_SEC_MAX_LENGTH", "TOTAL_IOPS_SEC_MAX",
+        "READ_IOPS_SEC", "READ_IOPS_SEC_MAX_LENGTH", "READ_IOPS_SEC_MAX",
+        "WRITE_IOPS_SEC", "WRITE_IOPS_SEC_MAX_LENGTH", "WRITE_IOPS_SEC_MAX",
+        "SIZE_IOPS_SEC", "OPENNEBULA_MANAGED", "ORIGINAL_SIZE", "SIZE_PREV", "SOURCE")),
+    ("DEPLOY_ID", None), ("CPU_COST", None), ("MEMORY_COST", None), ("DISK_COST", None),
+    ("PCI", None), ("EMULATOR", None), ("RAW", "DATA"), ("USER_PRIORITY", None),
+    ("USER_INPUTS", "CPU"), ("USER_INPUTS", "MEMORY"), ("USER_INPUTS", "VCPU"),
+    ("TOPOLOGY", "PIN_POLICY"), ("TOPOLOGY", "HUGEPAGE_SIZE"),
+)
+IMAGE_RESTRICTED: tuple[tuple[str, str | None], ...] = (("SOURCE", None),)
+_VM_OPERATIONS = (("VM_USE_OPERATIONS", None), ("VM_MANAGE_OPERATIONS", None),
+                  ("VM_ADMIN_OPERATIONS", None))
+RESTRICTED: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "vm": VM_RESTRICTED, "template": VM_RESTRICTED, "image": IMAGE_RESTRICTED,
+    "user": _VM_OPERATIONS, "group": _VM_OPERATIONS,
+}
+_WHAT = {"vm": "VM Template", "template": "VM Template", "image": "Template",
+         "user": "Template", "group": "Template"}
+
+
+def restricted_in(kind: str, tmpl: Template) -> str | None:
+    """The first restricted attribute of ``kind`` that ``tmpl`` sets (``NAME`` or
+    ``NAME/MEMBER``), or None."""
+    for name, member in RESTRICTED.get(kind, ()):
+        for value in tmpl.get_all(name):
+            if member is None:
+                return name
+            if isinstance(value, dict) and member in value:
+                return f"{name}/{member}"
+    return None
+
+
+def check_restricted(is_admin: bool, kind: str, templates: Iterable[Template]) -> None:
+    """AUTHORIZATION when a caller outside the oneadmin group sets a restricted attribute."""
+    if is_admin:
+        return
+    for tmpl in templates:
+        found = restricted_in(kind, tmpl)
+        if found is not None:
+            raise OneError(AUTHORIZATION, f"{_WHAT[kind]} includes a restricted attribute "
+                                          f"{found}.")
