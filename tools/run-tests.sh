@@ -3,18 +3,24 @@
 #
 #   tools/run-tests.sh [pytest args…]
 #
-# As root it installs what is missing (Debian packages: PostgreSQL, libvirt with its LXC
-# driver, busybox, OpenSSH, iproute2; the project with its test extras), starts PostgreSQL and a
-# local libvirtd, runs pytest, and stops what it started. Network-namespace hosts are started by
-# the tests themselves (10.213.0.0/16, behind an unreachable route). Not root: no installs, the
-# real-libvirt tests skip and say why.
+# As root it installs the Debian packages that are missing (PostgreSQL, libvirt with its LXC
+# driver, busybox, OpenSSH, iproute2, and python3-venv and a compiler for the venv), starts
+# PostgreSQL and a local libvirtd, runs pytest, and stops what it started. Root or not, the
+# project goes with its test and lxc extras into a venv of its own, never into the system's
+# Python (Debian's is externally managed, PEP 668): $ONESERVER_VENV, default .venv in the
+# checkout, made by $ONESERVER_PYTHON (default python3) and reused; pytest runs from there.
+# Network-namespace hosts are started by the tests themselves (10.213.0.0/16, behind an
+# unreachable route). Not root: no Debian installs, the real-libvirt tests skip and say why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${ONESERVER_TEST_STATE:-/tmp/oneserver-test}
+VENV=${ONESERVER_VENV:-.venv}
 mkdir -p "$STATE"
 
-PACKAGES="postgresql libvirt-daemon libvirt-daemon-driver-lxc libvirt-clients libvirt-dev
-pkg-config libxml2-utils busybox-static openssh-server openssh-client iproute2"
+# libvirt-python (the lxc extra) is built from source: libvirt-dev, pkg-config, gcc, python3-dev.
+PACKAGES="python3-venv gcc python3-dev postgresql libvirt-daemon libvirt-daemon-driver-lxc
+libvirt-clients libvirt-dev pkg-config libxml2-utils busybox-static openssh-server
+openssh-client iproute2"
 
 if [ "$(id -u)" = 0 ]; then
     missing=""
@@ -27,7 +33,14 @@ if [ "$(id -u)" = 0 ]; then
         apt-get install -y -q --no-install-recommends $missing
     fi
 fi
-python3 -m pip install -q -e '.[test,lxc]'
+# A venv left without pip (made before python3-venv was there) is made again in place.
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    "${ONESERVER_PYTHON:-python3}" -m venv "$VENV"
+fi
+VENV=$(cd "$VENV" && pwd)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,lxc]'
+# The tests run the clients' commands (opennebula-cli's `one`) from the venv too.
+export PATH="$VENV/bin:$PATH"
 
 started_pg=""
 if [ "$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null; then
@@ -57,4 +70,5 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 -m pytest -rs "$@"
+# pyproject's -ra: the short summary lists failures, errors and skips (with their reasons).
+"$VENV/bin/python" -m pytest "$@"
