@@ -102,6 +102,10 @@ def hostpool_monitoring(ctx: Context, seconds: int) -> str:
     if seconds > 0:
         q = q.where(db.HostMonitoring.timestamp >= int(time.time()) - seconds)
     rows = list(q.order_by(db.HostMonitoring.host_id, db.HostMonitoring.timestamp))
+    if not ctx.caller.is_admin:  # only the hosts the caller may USE, as hostpool.info
+        visible = {r.oid for r in db.Host.select(db.Host.oid, db.Host.doc)
+                   if ctx.may(c.target("host", r.doc))}
+        rows = [r for r in rows if r.host_id in visible]
     if seconds == 0:
         last = {r.host_id: r.body for r in rows}
         return "<MONITORING_DATA>" + "".join(last.values()) + "</MONITORING_DATA>"
