@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from oneserver import db
-from oneserver.acl import Target, rule_string
+from oneserver import aclrule, db, numeric
+from oneserver.acl import INDIVIDUAL, Target, rule_string
 from oneserver.api import Context, api
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
@@ -13,25 +13,23 @@ from oneserver.errors import INTERNAL, OneError, not_found
 ACL = Target("acl")
 
 
-def _hex(value: str, what: str) -> int:
-    try:
-        return int(value, 16)
-    except ValueError:
-        raise OneError(INTERNAL, f"Error parsing rule: {what} is not hexadecimal") from None
-
-
 @api("one.acl.addrule", "ssss", ("",))
 def acl_addrule(ctx: Context, user: str, resource: str, rights: str, zone: str) -> int:
     ctx.authorize(ACL)
-    u, r, rt = _hex(user, "user"), _hex(resource, "resource"), _hex(rights, "rights")
-    z = _hex(zone, "zone") if zone else 0x400000000
-    if rt == 0 or rt & ~0xF:
-        raise OneError(INTERNAL, "Error parsing rule: wrong rights")
+    # As AclAPI::add_rule: each part is the hex number a C++ stream reads into a long long
+    # (never an error: no number reads 0, too long a number the largest one); no zone is
+    # this zone, #0.
+    u, r, rt = (numeric.leading_hex64(part) for part in (user, resource, rights))
+    z = numeric.leading_hex64(zone) if zone else INDIVIDUAL | 0
+    rule = aclrule.text(u, r, rt, z)
     with db.write_transaction():
         same = db.Acl.select().where((db.Acl.user == u) & (db.Acl.resource == r)
                                      & (db.Acl.rights == rt) & (db.Acl.zone == z)).first()
         if same is not None:
-            raise OneError(INTERNAL, f"Rule already exists with ID {same.oid}.")
+            raise OneError(INTERNAL, f"Rule {rule} already exists")
+        malformed = aclrule.problems(u, r, rt, z)
+        if malformed:
+            raise OneError(INTERNAL, f"Rule {rule} is malformed: {malformed}")
         oid = db.next_oid("acl")
         db.Acl.create(oid=oid, user=u, resource=r, rights=rt, zone=z)
     return oid

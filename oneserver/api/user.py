@@ -17,9 +17,11 @@ from oneserver.errors import (
     ALLOCATE,
     INTERNAL,
     XML_RPC_API,
+    Fault,
     OneError,
     not_found,
 )
+from oneserver.wire import FAULT_INTERNAL
 
 RESERVED_USERS = (0, 1)
 
@@ -54,14 +56,18 @@ def _leave(user: dict[str, Any], gid: int) -> None:
 
 @api("one.user.allocate", "sssA", ("", []))
 def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: list) -> int:
+    if not all(type(g) is int for g in groups):
+        # oned reads each element as an <i4> (xmlrpc_c::value_int) before anything else;
+        # anything else, an <i8> included, makes xmlrpc-c's method registry answer this fault.
+        raise Fault(FAULT_INTERNAL, "Unexpected error executing code for particular method, "
+                    "detected by Xmlrpc-c method registry code.  Method did not fail; rather, "
+                    "it did not complete at all.  Not integer type.  See type() method")
     ctx.authorize(Target("user"))
     driver = driver or "core"
     c.valid_name(name)
     if driver == "core" and not password:
         raise OneError(ALLOCATE, "Error allocating a new user. Invalid password, it cannot be "
                                  "empty")
-    if not all(type(g) is int for g in groups):
-        raise OneError(XML_RPC_API, "Group ids must be integers")
     gids = list(dict.fromkeys(groups)) or [1 if ctx.caller.is_admin else ctx.caller.gid]
     with db.write_transaction():
         c.name_free("user", name, "USER")

@@ -12,6 +12,7 @@ from oneserver import (
     history,
     images,
     lifecycle,
+    numeric,
     operations,
     store,
     wakeup,
@@ -48,12 +49,23 @@ def _positive(tmpl: Template, name: str, integer: bool, required: bool) -> None:
         return
     kind = "integer" if integer else "float or integer"
     msg = f"{name} attribute must be a positive {kind} value."
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {msg}") from None
-    if value <= 0:
+    # As oned reads it, a C long or float: NaN, infinities and Python-only spellings that
+    # int()/float() take would reach the scheduler and the drivers otherwise.
+    value = numeric.to_int(raw, 64) if integer else numeric.to_float(raw)
+    if value is None or value <= 0:
         raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {msg}")
+
+
+def _disk_size(disk: dict[str, str], disk_id: int) -> None:
+    """SIZE of a disk that is no image (an image disk gets its image's): a positive C long,
+    as oned wants it of a volatile disk."""
+    raw = disk.get("SIZE", "")
+    if raw == "" or disk.get("IMAGE_ID", "") != "" or disk.get("IMAGE"):
+        return
+    size = numeric.to_int(raw, 64)
+    if size is None or size <= 0:
+        raise OneError(ALLOCATE, f"Error allocating a new virtual machine. DISK {disk_id}: "
+                                 "SIZE attribute must be a positive integer value.")
 
 
 def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]:
@@ -79,6 +91,7 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
     c.valid_name(name)
     for i, disk in enumerate(system.vectors("DISK")):
         disk["DISK_ID"] = str(i)
+        _disk_size(disk, i)
     try:  # DISK = [IMAGE_ID = n] / [IMAGE = "name"]: the VM takes the image now, as oned does
         images.attach(oid, system, ctx.caller.uid,
                       lambda img: ctx.authorize(c.target("image", img)))

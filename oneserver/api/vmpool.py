@@ -6,7 +6,7 @@ import time
 
 import peewee as pw
 
-from oneserver import db
+from oneserver import db, numeric
 from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.documents.vm import history
@@ -62,14 +62,16 @@ def vmpool_infoextended(ctx: Context, flag: int, start: int, end: int, state: in
 
 @api("one.vmpool.infoset", "sb", (False,))
 def vmpool_infoset(ctx: Context, id_list: str, extended: bool) -> str:
-    try:
-        ids = [int(x) for x in id_list.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise OneError(XML_RPC_API, "Wrong list of VM ids") from None
+    # As oned's split_unique: each comma-separated piece read as an unsigned int from its
+    # start; a piece that is no number is skipped, never an error.
+    ids = {n for x in id_list.split(",") if x and (n := numeric.leading_uint(x)) is not None}
     if not ids:
         return "<VM_POOL></VM_POOL>"
     column = "body" if extended else "short_body"
-    return c.listing(ctx, "vm", "VM_POOL", -2, -1, -1, db.VM.oid << ids, column)
+    # Inlined (integers only), not one SQL variable per id: a long list must not run into
+    # the database's limit on variables.
+    where = pw.SQL(f"oid IN ({','.join(map(str, sorted(ids)))})")
+    return c.listing(ctx, "vm", "VM_POOL", -2, -1, -1, where, column)
 
 
 @api("one.vmpool.monitoring", "ii", (-1,))

@@ -209,13 +209,14 @@ def test_missing_init(server, ds: int, images_dir: Path) -> None:  # noqa: ANN00
     assert wait_image(one, register(one, ds, path, TYPE="DATABLOCK"), READY).TYPE == 2
 
 
-def test_refused_paths_leave_nothing(server, ds: int, tmp_path: Path) -> None:  # noqa: ANN001
+def test_refused_paths_leave_nothing(server, ds: int, images_dir: Path,  # noqa: ANN001
+                                     tmp_path: Path) -> None:
     one = server.pyone()
     count = len(one.imagepool.info(-2, -1, -1).IMAGE)
     outside = pack(make_rootfs(tmp_path / "outside"), tmp_path / "outside.tar.gz")
     cases = [(str(outside), "restricted directory"),
              ("http://example.com/rootfs.tar.gz", "URL"),
-             ("/var/tmp/does-not-exist.tar.gz", "does not exist"),
+             (str(images_dir / "does-not-exist.tar.gz"), "does not exist"),
              ("relative/rootfs.tar.gz", "absolute")]
     for path, why in cases:
         ok, msg, code, *_ = server.call("one.image.allocate",

@@ -132,7 +132,7 @@ def test_acl_methods(server, one) -> None:
     user, res = 0x100000000 | uid, 0x1000000000 | 0x400000000  # #uid, VM/*
     rid = one.acl.addrule(f"{user:x}", f"{res:x}", "3")
     rules = {r.ID: r for r in one.acl.info().ACL}
-    assert rules[rid].STRING == f"#{uid} VM/* USE+MANAGE *"
+    assert rules[rid].STRING == f"#{uid} VM/* USE+MANAGE #0"  # no zone: this zone, as oned
     assert (rules[rid].USER, rules[rid].RESOURCE, rules[rid].RIGHTS) == (
         f"{user:X}", f"{res:X}", "3")
     assert 0 in rules  # oned's bootstrap rule: @1 may create its resources
