@@ -223,32 +223,39 @@ VM_RESTRICTED: tuple[tuple[str, str | None], ...] = (
 IMAGE_RESTRICTED: tuple[tuple[str, str | None], ...] = (("SOURCE", None),)
 _VM_OPERATIONS = (("VM_USE_OPERATIONS", None), ("VM_MANAGE_OPERATIONS", None),
                   ("VM_ADMIN_OPERATIONS", None))
+# Ours: where images may be registered from is read by the core, as root, on the front-end.
+DATASTORE_RESTRICTED: tuple[tuple[str, str | None], ...] = (
+    ("SAFE_DIRS", None), ("RESTRICTED_DIRS", None))
 RESTRICTED: dict[str, tuple[tuple[str, str | None], ...]] = {
     "vm": VM_RESTRICTED, "template": VM_RESTRICTED, "image": IMAGE_RESTRICTED,
-    "user": _VM_OPERATIONS, "group": _VM_OPERATIONS,
+    "user": _VM_OPERATIONS, "group": _VM_OPERATIONS, "datastore": DATASTORE_RESTRICTED,
 }
 _WHAT = {"vm": "VM Template", "template": "VM Template", "image": "Template",
-         "user": "Template", "group": "Template"}
+         "user": "Template", "group": "Template", "datastore": "Template"}
 
 
-def restricted_in(kind: str, tmpl: Template) -> str | None:
-    """The first restricted attribute of ``kind`` that ``tmpl`` sets (``NAME`` or
-    ``NAME/MEMBER``), or None."""
+def _restricted_values(kind: str, tmpl: Template) -> dict[str, list[Any]]:
+    """``NAME`` or ``NAME/MEMBER`` -> the values ``tmpl`` gives that restricted attribute."""
+    out: dict[str, list[Any]] = {}
     for name, member in RESTRICTED.get(kind, ()):
         for value in tmpl.get_all(name):
             if member is None:
-                return name
-            if isinstance(value, dict) and member in value:
-                return f"{name}/{member}"
-    return None
+                out.setdefault(name, []).append(value)
+            elif isinstance(value, dict) and member in value:
+                out.setdefault(f"{name}/{member}", []).append(value[member])
+    return out
 
 
-def check_restricted(is_admin: bool, kind: str, templates: Iterable[Template]) -> None:
-    """AUTHORIZATION when a caller outside the oneadmin group sets a restricted attribute."""
+def check_restricted(is_admin: bool, kind: str, templates: Iterable[Template],
+                     before: Template | None = None) -> None:
+    """AUTHORIZATION when a caller outside the oneadmin group makes a restricted attribute
+    differ from what it was (``before``; None: a new object, which must have none)."""
     if is_admin:
         return
+    was = _restricted_values(kind, before) if before is not None else {}
     for tmpl in templates:
-        found = restricted_in(kind, tmpl)
-        if found is not None:
-            raise OneError(AUTHORIZATION, f"{_WHAT[kind]} includes a restricted attribute "
-                                          f"{found}.")
+        now = _restricted_values(kind, tmpl)
+        for attr in sorted(set(now) | set(was)):
+            if now.get(attr) != was.get(attr):
+                raise OneError(AUTHORIZATION, f"{_WHAT[kind]} includes a restricted "
+                                              f"attribute {attr}.")

@@ -143,6 +143,8 @@ def update(ctx: Context, kind: str, oid: int, text: str, mode: int,
                 new = check_size(merged)  # merges add up: the sum is bounded too
         except TemplateError as exc:
             raise OneError(INTERNAL, f"Cannot update template. {exc}") from None
+        if not ctx.caller.is_admin and kind in authz.RESTRICTED:
+            authz.check_restricted(False, kind, [new], Template.from_json(doc[field]))
         doc[field] = new.to_json()
     return oid
 

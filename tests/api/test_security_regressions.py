@@ -179,3 +179,27 @@ def test_reads_oned_refuses_to_users(server: Server) -> None:
         ok, body, *_ = server.call(method, *params, session=bob)
         assert ok and "<ID>" not in body and "<HOST_ID>" not in body, (method, body[:200])
     one.host.delete(hid)
+
+
+def test_restricted_attributes_stay_oneadmins(server: Server) -> None:
+    """What the core reads as root (a datastore's SAFE_DIRS) and oned.conf's restricted VM
+    attributes cannot be added or changed by their non-admin owners through update."""
+    one = server.pyone()
+    uid, _, bob = new_user(server, 1)
+    ds = one.datastore.allocate(f'NAME="{uniq("ds")}"\nTYPE="IMAGE_DS"\nDS_MAD="fs"\n'
+                                'TM_MAD="ssh"\n', -1)
+    one.datastore.chown(ds, uid, 1)
+    for mode in (0, 1):
+        reply = server.call("one.datastore.update", ds, 'SAFE_DIRS="/"', mode, session=bob)
+        assert (code_of(reply), reply[1]) == (
+            AUTHORIZATION, "[one.datastore.update] Template includes a restricted attribute "
+                           "RESTRICTED_DIRS." if mode == 0 else
+            "[one.datastore.update] Template includes a restricted attribute SAFE_DIRS.")
+    assert server.call("one.datastore.update", ds, 'NOTE="mine"', 1, session=bob)[0]
+    assert one.datastore.info(ds).TEMPLATE["SAFE_DIRS"] == "/var/tmp"
+    ok, tid, *_ = server.call("one.template.allocate", f'NAME="{uniq("t")}"\nCPU=1\n',
+                              session=bob)
+    assert ok, tid
+    reply = server.call("one.template.update", tid, 'DISK=[SOURCE="/etc"]', 1, session=bob)
+    assert code_of(reply) == AUTHORIZATION and "DISK/SOURCE" in reply[1]
+    one.datastore.delete(ds)
