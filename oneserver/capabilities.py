@@ -6,6 +6,7 @@ import functools
 from importlib.metadata import entry_points
 from typing import Any
 
+from oneserver import settings
 from oneserver.driver_contract import GROUPS, Capability
 from oneserver.errors import ACTION, OneError
 
@@ -22,7 +23,12 @@ NEEDS: dict[str, Capability] = {
 
 @functools.cache
 def of(vm_mad: str) -> frozenset[Capability]:
-    """Capabilities of the VMM driver ``vm_mad`` (a class attribute: nothing is started)."""
+    """Capabilities of the VMM driver ``vm_mad`` (a class attribute: nothing is started); a
+    VM_MAD block of oned.conf may name the plug-in behind ``vm_mad`` with EXECUTABLE."""
+    for vec in settings.current().oned_conf.vectors("VM_MAD"):
+        if vec.get("NAME") == vm_mad and vec.get("EXECUTABLE"):
+            vm_mad = str(vec["EXECUTABLE"])
+            break
     found = entry_points(group=GROUPS["vmm"], name=vm_mad)
     if not found:
         return frozenset()

@@ -3,6 +3,7 @@ and ``TM_MAD`` blocks (``-t`` threads, ``-r`` retries)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -28,6 +29,7 @@ class DriverConf:
     threads: int = DEFAULT_THREADS
     retries: int = 0
     options: dict[str, str] | None = None
+    executable: str | None = None  # the plug-in (entry point) behind this NAME; None: NAME
 
 
 def parse_arguments(arguments: str) -> DriverConf:
@@ -81,7 +83,12 @@ def driver_confs(conf: Template, block: str) -> dict[str, DriverConf]:
     for vec in conf.vectors(block):
         name = vec.get("NAME") or vec.get("name")
         if name:
-            out[name] = parse_arguments(vec.get("ARGUMENTS", ""))
+            # As oned: NAME is what hosts and datastores say, EXECUTABLE the driver that runs,
+            # so one plug-in can serve under several names with different options (e.g. a
+            # second lxc driver whose ssh reaches a lab's hosts).
+            conf = parse_arguments(vec.get("ARGUMENTS", ""))
+            executable = vec.get("EXECUTABLE") or vec.get("executable")
+            out[name] = dataclasses.replace(conf, executable=executable or None)
     return out
 
 
@@ -110,7 +117,8 @@ class Registry:
         with self._lock:
             if key not in self._drivers:
                 try:
-                    drv = dc.load(kind, name, self.conf(kind, name).options)
+                    conf = self.conf(kind, name)
+                    drv = dc.load(kind, conf.executable or name, conf.options)
                 except dc.DriverError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any plug-in failure is the driver's

@@ -89,3 +89,14 @@ def test_vmm_exec_defaults_fill_what_the_vm_does_not_set(tmp_path, monkeypatch) 
     assert spec.template["INIT"] == "/bin/sh"  # the VM's own value wins
     assert spec.template["LXC_X"] == "1"
     assert "LXC_X" not in vm_spec(vm, "dummy", vm_dir="/x").template
+
+
+def test_a_name_can_run_another_plugin_with_its_own_options() -> None:
+    """As oned's EXECUTABLE: a second name for a plug-in, configured apart (e.g. an lxc driver
+    whose ssh reaches a lab's hosts), with nothing in any host template."""
+    conf = parse_text('VM_MAD = [ NAME = "dummy-lab", EXECUTABLE = "dummy", '
+                      'ARGUMENTS = "-t 3 -o fail=deploy" ]\n')
+    reg = Registry(conf)
+    assert reg.conf("vmm", "dummy-lab").executable == "dummy"
+    drv = reg.driver("vmm", "dummy-lab")
+    assert type(drv).__name__ == "DummyVMM" and drv.options["fail"] == "deploy"
