@@ -250,7 +250,7 @@ def change(w: World, op: Op, oid: int) -> None:
         w.call("one.user.login", user, op.driver, 3600, -1)
 
 
-@settings(max_examples=500, derandomize=True, database=None, deadline=None,
+@settings(max_examples=400, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_every_document_parses_and_pools_count_right(world: World, data: st.DataObject
