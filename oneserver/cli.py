@@ -161,4 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.etc and not os.path.isdir(args.etc):
         {"serve": s, "api": a, "core": c}[args.command].error(
             f"--etc {args.etc}: no such directory")
+    try:  # the schema is created or migrated here, before any API worker or core opens it
+        db.prepare_schema(settings.configure(args.data, args.db, args.etc).db_url)
+    except db.SchemaError as exc:
+        parser.exit(1, f"oneserver: {exc}\n")
     return {"serve": serve, "api": run_api, "core": run_core}[args.command](args)

@@ -1,18 +1,34 @@
 """The database: one peewee model per object kind, SQLite embedded by default, PostgreSQL chosen
 by URL. Every object keeps its structured document (``doc``, JSON) and its rendered XML bodies,
-so info and pool calls read stored text instead of rendering."""
+so info and pool calls read stored text instead of rendering.
+
+The schema is created, or migrated forward (``migrations.py``), once at start-up by
+:func:`prepare_schema`, before any API worker or core runs; they only check its version
+(:func:`open_database`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import peewee as pw
 from playhouse.db_url import connect, parse
+from playhouse.migrate import SchemaMigrator
 from playhouse.shortcuts import ReconnectMixin
 
+from oneserver.errors import INTERNAL, OneError
+from oneserver.migrations import STEPS, Step
+
+log = logging.getLogger("oneserver.db")
+
 database = pw.DatabaseProxy()
+
+SCHEMA_VERSION = len(STEPS)
+VERSION_KEY = "schema_version"  # the Meta row that records it
 
 
 class JSONField(pw.TextField):
@@ -125,9 +141,9 @@ class Operation(Base):
     action = pw.CharField()
     args = JSONField(default=dict)
     status = pw.CharField(default="queued", index=True)  # queued, running, done, failed
-    created = pw.FloatField()
-    started = pw.FloatField(null=True)
-    finished = pw.FloatField(null=True)
+    created = pw.DoubleField()
+    started = pw.DoubleField(null=True)
+    finished = pw.DoubleField(null=True)
     result = pw.TextField(null=True)
     # The VM's state_seq this operation expects: the VM's when queued, then the one its own
     # last step wrote. A VM whose state_seq differs was moved on by someone else.
@@ -140,7 +156,7 @@ class Lease(Base):
 
     name = pw.CharField(primary_key=True)
     holder = pw.CharField()
-    expires = pw.FloatField()
+    expires = pw.DoubleField()
 
 
 class HostMonitoring(Base):
@@ -177,9 +193,13 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, pw.SqliteDatabase)
 
 
-def open_database(url: str) -> pw.Database:
+class SchemaError(RuntimeError):
+    """The database's schema is not the one this code works with; the message says what to do."""
+
+
+def _bind(url: str) -> pw.Database:
     """Bind the models to the database at ``url`` (``sqlite:///path`` or ``postgresql://…``)
-    and create missing tables."""
+    and connect."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
@@ -188,6 +208,8 @@ def open_database(url: str) -> pw.Database:
             path,
             pragmas={
                 "journal_mode": "wal",
+                # A writer waits this long for another's transaction before "database is
+                # locked"; write transactions are short (templates are parsed before them).
                 "busy_timeout": 10000,
                 "synchronous": "normal",  # with WAL: durable at checkpoint, never corrupt
                 "cache_size": -32000,
@@ -201,44 +223,128 @@ def open_database(url: str) -> pw.Database:
         db = connect(url)
     database.initialize(db)
     db.connect(reuse_if_open=True)
-    with db.atomic():
-        if not isinstance(db, pw.SqliteDatabase):
-            # Workers and the core start together: on PostgreSQL, concurrent CREATE INDEX IF
-            # NOT EXISTS deadlock, so schema changes take one cluster-wide lock in turn.
-            db.execute_sql("SELECT pg_advisory_xact_lock(2633)")
-        db.create_tables(MODELS, safe=True)
-        _add_missing_columns(db)
     return db
 
 
+def open_database(url: str) -> pw.Database:
+    """Bind the models to the database at ``url`` and check that its schema is this code's
+    (SchemaError otherwise). Changes nothing: what API workers and the core do on start."""
+    db = _bind(url)
+    found = _recorded_version(db)
+    if found != SCHEMA_VERSION:
+        raise SchemaError(_mismatch(found, SCHEMA_VERSION))
+    return db
+
+
+def prepare_schema(url: str, steps: Sequence[Step] = STEPS) -> None:
+    """Create a new database's schema, or migrate an existing one to version ``len(steps)``;
+    SchemaError for a newer schema than that, or one that does not match the models. Runs at
+    start-up, before any API worker or core opens the database; concurrent start-ups on one
+    PostgreSQL take turns, and the usual start (nothing to change) takes no lock."""
+    db = _bind(url)
+    target = len(steps)
+    try:
+        if _recorded_version(db) != target:
+            with _schema_lock(db):
+                found = _recorded_version(db)  # another start-up may have done it meanwhile
+                if found is None:
+                    db.create_tables(MODELS)
+                elif found > target:
+                    raise SchemaError(_mismatch(found, target))
+                elif found < target:
+                    migrator = SchemaMigrator.from_database(db)
+                    for step in steps[found:]:
+                        step(migrator, db)
+                    log.warning("database schema migrated from version %d to %d", found, target)
+                Meta.insert(key=VERSION_KEY, value=str(target)).on_conflict(
+                    conflict_target=[Meta.key], update={Meta.value: str(target)}).execute()
+        _check_tables(db, target)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _schema_lock(db: pw.Database) -> Iterator[None]:
+    """One transaction that holds the schema alone: SQLite's write lock, or on PostgreSQL a
+    cluster-wide advisory lock (concurrent CREATE INDEX IF NOT EXISTS deadlock there)."""
+    if isinstance(db, pw.SqliteDatabase):
+        with db.atomic("IMMEDIATE"):
+            yield
+        return
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(2633)")
+        yield
+
+
+def _recorded_version(db: pw.Database) -> int | None:
+    """None for a database without oneserver's tables, 0 for one from before versions were
+    recorded (it has the tables, not the row)."""
+    if not db.table_exists(Meta._meta.table_name):
+        return None
+    row = Meta.get_or_none(Meta.key == VERSION_KEY)
+    return 0 if row is None else int(row.value)
+
+
+def _mismatch(found: int | None, known: int) -> str:
+    if found is None:
+        return ("the database has no oneserver schema: `oneserver serve` (or `oneserver core`) "
+                "creates it when it starts")
+    if found > known:
+        return (f"the database schema is version {found}, newer than this oneserver knows "
+                f"({known}): a newer oneserver migrated it. Run that version, or restore the "
+                f"backup taken before the upgrade (docs/upgrading.md)")
+    return (f"the database schema is version {found}, this oneserver needs {known}: "
+            f"`oneserver serve` (or `oneserver core`) migrates it when it starts")
+
+
+def _check_tables(db: pw.Database, version: int) -> None:
+    """Every model's table and columns are there: a model changed without a migration step
+    stops the start-up here, with its name, instead of failing calls later."""
+    tables = set(db.get_tables())
+    for model in MODELS:
+        table = model._meta.table_name
+        if table not in tables:
+            raise SchemaError(f"the database schema (version {version}) has no table "
+                              f"{table!r}: a model was added without a migration step")
+        missing = {f.column_name for f in model._meta.sorted_fields} - {
+            c.name for c in db.get_columns(table)}
+        if missing:
+            raise SchemaError(f"the database schema (version {version}) has no column "
+                              f"{', '.join(sorted(missing))} in {table!r}: a model was changed "
+                              f"without a migration step")
+
+
+class Busy(OneError):
+    """A call that kept meeting other writers (SQLite's busy timeout ran out, PostgreSQL found
+    a deadlock every time): nothing was written, and the caller may simply call again."""
+
+    def __init__(self) -> None:
+        super().__init__(INTERNAL, "The database is busy with other writes: nothing was "
+                                   "changed, try again.")
+
+
 def retrying(fn: Any, *args: Any, attempts: int = 5) -> Any:
-    """Run ``fn`` (which opens its own transaction) again after a retryable failure."""
+    """Run ``fn`` (which opens its own transaction) again after a retryable failure; Busy
+    once ``attempts`` have failed that way."""
     for attempt in range(attempts):
         try:
             return fn(*args)
         except Exception as exc:
-            if attempt + 1 == attempts or not is_retryable(exc):
+            if not is_retryable(exc):
                 raise
+            if attempt + 1 == attempts:
+                raise Busy() from exc
     return None
 
 
 def is_retryable(exc: Exception) -> bool:
-    """A PostgreSQL deadlock or serialization failure: the transaction was rolled back and can
-    simply run again (two calls locked the same rows in different orders)."""
+    """A failure that rolled the transaction back and that the same call may not meet again:
+    a PostgreSQL deadlock or serialization failure (two calls locked the same rows in
+    different orders), or SQLite's write lock still held when its busy timeout ran out."""
     text = str(exc)
     return isinstance(exc, pw.OperationalError) and (
-        "deadlock detected" in text or "could not serialize" in text)
-
-
-def _add_missing_columns(db: pw.Database) -> None:
-    """Columns added after a database was created (``create_tables`` skips existing tables)."""
-    from playhouse.migrate import SchemaMigrator, migrate
-
-    have = {c.name for c in db.get_columns(Operation._meta.table_name)}
-    for column in (Operation.kind, Operation.state_seq):
-        if column.name not in have:
-            migrate(SchemaMigrator.from_database(db).add_column(Operation._meta.table_name,
-                                                                column.name, column))
+        "deadlock detected" in text or "could not serialize" in text
+        or "database is locked" in text)
 
 
 def write_transaction() -> Any:

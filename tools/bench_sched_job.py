@@ -56,6 +56,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench_sched_job_")
     conf = settings.configure(tmp, args.db)
+    db.prepare_schema(conf.db_url)
     db.open_database(conf.db_url)
     load_all()
     bootstrap.bootstrap()

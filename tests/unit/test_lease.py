@@ -14,7 +14,9 @@ from oneserver.core import lease
 
 @pytest.fixture
 def database(tmp_path):  # noqa: ANN001, ANN201
-    db.open_database(f"sqlite:///{tmp_path / 'one.db'}")
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    db.prepare_schema(url)
+    db.open_database(url)
     yield
     db.database.close()
 
