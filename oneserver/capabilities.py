@@ -22,9 +22,10 @@ NEEDS: dict[str, Capability] = {
 
 
 @functools.cache
-def of(vm_mad: str) -> frozenset[Capability]:
+def of(vm_mad: str) -> frozenset[Capability] | str:
     """Capabilities of the VMM driver ``vm_mad`` (a class attribute: nothing is started); a
-    VM_MAD block of oned.conf may name the plug-in behind ``vm_mad`` with EXECUTABLE."""
+    VM_MAD block of oned.conf may name the plug-in behind ``vm_mad`` with EXECUTABLE. A
+    driver that cannot be imported here (e.g. lxc without libvirt-python): why not."""
     for vec in settings.current().oned_conf.vectors("VM_MAD"):
         if vec.get("NAME") == vm_mad and vec.get("EXECUTABLE"):
             vm_mad = str(vec["EXECUTABLE"])
@@ -32,12 +33,21 @@ def of(vm_mad: str) -> frozenset[Capability]:
     found = entry_points(group=GROUPS["vmm"], name=vm_mad)
     if not found:
         return frozenset()
-    return frozenset(getattr(next(iter(found)).load(), "capabilities", frozenset()))
+    try:
+        cls = next(iter(found)).load()
+    except Exception as exc:  # noqa: BLE001 - any import failure of a plug-in
+        return f"{exc.__class__.__name__}: {exc}"
+    return frozenset(getattr(cls, "capabilities", frozenset()))
 
 
 def require(vm_mad: str, action: str, vm: dict[str, Any]) -> None:
     need = NEEDS.get(action)
-    if need is None or need in of(vm_mad):
+    if need is None:
         return
-    raise OneError(ACTION, f'Error performing action "{action}": the {vm_mad} driver does not '
-                           f"support it", vm["id"])
+    caps = of(vm_mad)
+    if isinstance(caps, str):
+        raise OneError(ACTION, f'Error performing action "{action}": the {vm_mad} driver '
+                               f"cannot be loaded ({caps})", vm["id"])
+    if need not in caps:
+        raise OneError(ACTION, f'Error performing action "{action}": the {vm_mad} driver '
+                               f"does not support it", vm["id"])
