@@ -6,7 +6,9 @@ tools/bench_large_update.py, not here."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import uuid
 import xmlrpc.client
 from typing import Any
@@ -105,3 +107,29 @@ def test_a_template_past_the_bound_is_refused_and_changes_nothing(server) -> Non
     before = ok(client.one.vm.info(server.session, vm))
     refused(f'PART_C="{value}"', 1)
     assert before.count(value) == 2
+
+
+def test_a_write_waits_for_a_lock_held_elsewhere(server) -> None:  # noqa: ANN001
+    """Another process holds the write lock (SQLite) or the VM's row (PostgreSQL) for a
+    while: the call waits for it and succeeds, it does not fail as busy."""
+    vm = held_vm(server, f"waits-{uuid.uuid4().hex[:8]}")
+    if server.backend == "sqlite":
+        conn: Any = sqlite3.connect(server.db_url.removeprefix("sqlite:///"),
+                                    isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg2
+        conn = psycopg2.connect(server.db_url)
+        conn.cursor().execute("SELECT oid FROM vm WHERE oid = %s FOR UPDATE", (vm,))
+    replies: list[list] = []
+    thread = threading.Thread(target=lambda: replies.append(
+        proxy(server).one.vm.update(server.session, vm, 'WAITED="yes"', 1)))
+    try:
+        thread.start()
+        time.sleep(1.5)  # the call is waiting meanwhile (this is no assertion of time)
+    finally:
+        conn.rollback()
+        conn.close()
+        thread.join(CALL_TIMEOUT)
+    assert replies and ok(replies[0]) == vm
+    assert "<WAITED><![CDATA[yes]]></WAITED>" in ok(server.call("one.vm.info", vm))
