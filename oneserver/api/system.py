@@ -7,8 +7,9 @@ from oneserver.api import Context, api
 
 VERSION = "7.4.0"
 
-# Values hidden from users outside the oneadmin group (to_xml_hidden in oned).
-HIDDEN = ("DB",)
+# What users outside the oneadmin group do not see (oned's NebulaTemplate::to_xml_hidden):
+# these members of these vector attributes read "***".
+HIDDEN = {"DB": ("BACKEND", "SERVER", "PORT", "USER", "PASSWD", "DB_NAME")}
 
 
 @api("one.system.version")
@@ -20,9 +21,9 @@ def system_version(ctx: Context) -> str:
 def system_config(ctx: Context) -> str:
     conf = settings.current().oned_conf.copy()
     if not ctx.caller.is_admin:
-        for name in HIDDEN:
-            if name in conf:
-                conf.set(name, "***")
+        for name, members in HIDDEN.items():
+            for vec in conf.vectors(name):
+                vec.update((k, "***") for k in members if k in vec)
     return conf.to_xml("OPENNEBULA_CONFIGURATION")
 
 

@@ -10,18 +10,22 @@ from oneserver.template import Template
 
 HISTORY_TIMES = ("PSTIME", "PETIME", "RSTIME", "RETIME", "ESTIME", "EETIME")
 
-# Attributes of TEMPLATE that the short body carries (VirtualMachine::to_xml_short).
+# What the short body keeps of TEMPLATE and USER_TEMPLATE, member by member in the order
+# VirtualMachine::to_xml_short writes them: every DISK member (empty when unset); a NIC's
+# addresses and scheduling hints when set, then five members always; the USER_TEMPLATE
+# attributes list views and the scheduler read, the first three only when not empty.
 SHORT_DISK = (
-    "CLONE", "CLONE_TARGET", "DATASTORE", "DATASTORE_ID", "DISK_ID", "DISK_SNAPSHOT_TOTAL_SIZE",
-    "IMAGE", "IMAGE_ID", "LN_TARGET", "SIZE", "TYPE",
+    "DISK_ID", "DATASTORE", "DATASTORE_ID", "IMAGE", "IMAGE_ID", "SIZE", "TYPE", "CLONE",
+    "CLONE_TARGET", "LN_TARGET", "DISK_SNAPSHOT_TOTAL_SIZE",
 )
-SHORT_NIC = (
-    "EXTERNAL_IP", "IP", "IP6", "IP6_GLOBAL", "IP6_LINK", "IP6_ULA", "NETWORK_MODE",
-    "SCHED_RANK", "SCHED_REQUIREMENTS",
+SHORT_NIC_IF_SET = (
+    "IP", "EXTERNAL_IP", "IP6", "IP6_ULA", "IP6_LINK", "IP6_GLOBAL", "NETWORK_MODE",
+    "SCHED_REQUIREMENTS", "SCHED_RANK",
 )
+SHORT_NIC = ("MAC", "NETWORK", "NETWORK_ID", "NIC_ID", "SECURITY_GROUPS")
+SHORT_USER_IF_SET = ("LABELS", "ERROR", "SCHED_MESSAGE")
 SHORT_USER = (
-    "ERROR", "LABELS", "SCHED_DS_RANK", "SCHED_DS_REQUIREMENTS", "SCHED_MESSAGE", "SCHED_RANK",
-    "SCHED_REQUIREMENTS", "USER_PRIORITY",
+    "SCHED_RANK", "SCHED_DS_RANK", "SCHED_REQUIREMENTS", "SCHED_DS_REQUIREMENTS", "USER_PRIORITY",
 )
 
 
@@ -65,8 +69,8 @@ def full(doc: dict[str, Any], all_history: bool = True) -> str:
     )
 
 
-def _short_vector(vec: dict[str, str], keys: tuple[str, ...]) -> str:
-    return "".join(cdata(k, vec[k]) for k in keys if vec.get(k, "") != "")
+def _members(vec: dict[str, str], keys: tuple[str, ...], if_set: bool) -> str:
+    return "".join(cdata(k, vec.get(k, "")) for k in keys if not if_set or vec.get(k, ""))
 
 
 def short(doc: dict[str, Any]) -> str:
@@ -75,13 +79,16 @@ def short(doc: dict[str, Any]) -> str:
     t = [el("CPU", tmpl.get_str("CPU")), el("MEMORY", tmpl.get_str("MEMORY")),
          el("VCPU", tmpl.get_str("VCPU"))]
     for disk in tmpl.vectors("DISK"):
-        t.append("<DISK>" + _short_vector(disk, SHORT_DISK) + "</DISK>")
+        t.append("<DISK>" + _members(disk, SHORT_DISK, False) + "</DISK>")
     for nic in tmpl.vectors("NIC"):
-        t.append("<NIC>" + _short_vector(nic, SHORT_NIC) + "</NIC>")
+        t.append("<NIC>" + _members(nic, SHORT_NIC_IF_SET, True)
+                 + _members(nic, SHORT_NIC, False) + "</NIC>")
     mon = Template.from_json(doc["monitoring"])
-    mon_parts = "".join(cdata(k, mon.get_str(k)) for k in ("CPU", "MEMORY", "STATE") if k in mon)
-    monitoring = f"<MONITORING>{mon_parts}</MONITORING>" if mon_parts else "<MONITORING/>"
-    user = "".join(cdata(k, utmpl.get_str(k)) for k in SHORT_USER if k in utmpl)
+    # Empty before the first sample, then always all three, as oned.
+    mon_xml = "".join(cdata(k, mon.get_str(k)) for k in ("CPU", "MEMORY", "STATE"))
+    monitoring = f"<MONITORING>{mon_xml}</MONITORING>" if mon.items else "<MONITORING/>"
+    user = "".join(cdata(k, utmpl.get_str(k)) for k in SHORT_USER_IF_SET if utmpl.get_str(k))
+    user += "".join(cdata(k, utmpl.get_str(k)) for k in SHORT_USER if k in utmpl)
     user_xml = f"<USER_TEMPLATE>{user}</USER_TEMPLATE>" if user else "<USER_TEMPLATE/>"
     if doc["history"]:
         h = doc["history"][-1]
@@ -94,10 +101,13 @@ def short(doc: dict[str, Any]) -> str:
         )
     else:
         hist = "<HISTORY_RECORDS/>"
+    # Only the level of a lock: who holds it is for vm.info.
+    lk = doc.get("lock")
+    short_lock = f"<LOCK><LOCKED>{lk['locked']}</LOCKED></LOCK>" if lk else ""
     return (
         "<VM>" + owner_head(doc) + f"<LAST_POLL>{doc['last_poll']}</LAST_POLL>"
         f"<STATE>{doc['state']}</STATE><LCM_STATE>{doc['lcm_state']}</LCM_STATE>"
         f"<RESCHED>{doc['resched']}</RESCHED><STIME>{doc['stime']}</STIME>"
-        f"<ETIME>{doc['etime']}</ETIME>" + el("DEPLOY_ID", doc["deploy_id"]) + lock(doc)
+        f"<ETIME>{doc['etime']}</ETIME>" + el("DEPLOY_ID", doc["deploy_id"]) + short_lock
         + "<TEMPLATE>" + "".join(t) + "</TEMPLATE>" + monitoring + user_xml + hist + "</VM>"
     )
