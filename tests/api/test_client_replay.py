@@ -1,11 +1,13 @@
 """Replays of what real clients send (reference/clients.md): the Ruby CLI 7.4.0 call trace and
 goca's calls, with their exact arities, and the shape of every answer as the clients read it.
-Byte-level comparisons with oned 7.4.0's captured replies use a private server whose state is
-known; everything else runs on the shared server and creates its own objects."""
+Byte-level comparisons with oned 7.4.0's replies (recorded in tests/fixtures/) use a private
+server whose state is known; everything else runs on the shared server and creates its own
+objects."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import time
 import urllib.parse
@@ -14,10 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import REFERENCE, Server, backends, start_server, stop_server
+from conftest import ROOT, Server, backends, start_server, stop_server
 from lxml import etree
 
-REPLIES = REFERENCE / "oned-7.4.0-replies"
+# oned's bodies, line by line; the cross-check with the reference compares them to the originals.
+ONED_REPLIES = ROOT / "tests" / "fixtures" / "oned-7.4.0-replies.json"
 TMPL = 'NAME="{name}"\nCPU=0.1\nMEMORY=32\n'
 
 
@@ -79,13 +82,10 @@ def post(server: Server, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
         conn.close()
 
 
-def reference_bytes(name: str) -> bytes:
-    path = REPLIES / name
-    if not path.is_file():
-        msg = f"oned 7.4.0 replies not found at {REPLIES} (no ../shared/reference here)"
-        print(msg)
-        pytest.skip(msg)
-    return path.read_bytes()
+def oned_bytes(name: str) -> bytes:
+    """oned 7.4.0's whole HTTP body for ``name``: its lines, each ended by CRLF."""
+    lines = json.loads(ONED_REPLIES.read_text())["replies"][name]
+    return "".join(line + "\r\n" for line in lines).encode()
 
 
 @pytest.fixture(scope="module", params=backends())
@@ -109,25 +109,25 @@ class TestBytes:
         ):
             resp, body = post(fresh, ruby_body(method, fresh.session, *params))
             assert resp.status == 200
-            assert body == reference_bytes(name)
+            assert body == oned_bytes(name)
 
     def test_version(self, fresh: Server) -> None:
         resp, body = post(fresh, ruby_body("one.system.version", fresh.session))
-        assert body == reference_bytes("system_version.rpc.xml")
+        assert body == oned_bytes("system_version.rpc.xml")
         assert resp.getheader("Content-Type") == "text/xml; charset=utf-8"
         assert int(resp.getheader("Content-Length")) == len(body)
 
     def test_first_host_and_vm(self, fresh: Server) -> None:
         _, body = post(fresh, ruby_body("one.host.allocate", fresh.session, "h1", "dummy",
                                         "dummy", -1))
-        assert body == reference_bytes("host_allocate.rpc.xml")
+        assert body == oned_bytes("host_allocate.rpc.xml")
         _, body = post(fresh, ruby_body("one.host.allocate", fresh.session, "h1", "dummy",
                                         "dummy", -1))
-        assert body == reference_bytes("host_allocate_dup.rpc.xml")
+        assert body == oned_bytes("host_allocate_dup.rpc.xml")
         for hold, name in ((False, "vm_allocate.rpc.xml"), (True, "vm_allocate_hold.rpc.xml")):
             _, body = post(fresh, ruby_body("one.vm.allocate", fresh.session,
                                             'NAME="v"\nCPU=1\nMEMORY=128\n', hold))
-            assert body == reference_bytes(name)
+            assert body == oned_bytes(name)
 
     def test_failures(self, fresh: Server) -> None:
         for method, params, name in (
@@ -136,7 +136,7 @@ class TestBytes:
             ("one.vm.info", ("oneadmin:wrong", 0), "vm_info_badauth.rpc.xml"),
         ):
             _, body = post(fresh, ruby_body(method, *params))
-            assert body == reference_bytes(name), body
+            assert body == oned_bytes(name), body
             # CRLF line ends and the i8 replication index, like xmlrpc-c.
             assert b"\r\n<value><i8>-1</i8></value>\r\n" in body
             assert body.count(b"\r\n") == body.count(b"\n")
@@ -144,7 +144,7 @@ class TestBytes:
     def test_bad_template_failure_shape(self, fresh: Server) -> None:
         """oned's parse message carries a garbage line number; compare all but the message."""
         _, body = post(fresh, ruby_body("one.vm.allocate", fresh.session, "CPU="))
-        oned = reference_bytes("vm_allocate_bad_template.rpc.xml")
+        oned = oned_bytes("vm_allocate_bad_template.rpc.xml")
         msg = re.compile(rb"<string>.*</string>")
         assert msg.sub(b"", body) == msg.sub(b"", oned)
         assert b"[one.vm.allocate] Parse error: syntax error, unexpected $end" in body

@@ -1,89 +1,72 @@
-"""Validate documents against OpenNebula 7.4.0's XML Schemas.
+"""Validate documents against the project's own XML Schemas (``schemas/`` at the top of the
+repository, described in ``schemas/README.md``).
 
-The schemas declare ``targetNamespace="http://opennebula.org/XMLSchema"`` while oned's documents
-(and ours) carry no namespace, so a parsed *copy* of the document gets the namespace put on
-every element before validation; what the server sends is never changed. The schema files
-include each other (shared.xsd, vm.xsd…), so they are loaded from their own directory.
-
-The schemas live in ``../shared/reference`` beside the project, which a user's fresh clone does
-not have: :func:`require` skips the calling test, saying why, when they are absent.
+The schemas carry no namespace, like the documents, so documents are validated as sent. Each
+schema file declares one root element; a document is checked against the file named for its
+root (:data:`FOR_ROOT`) unless the caller names another: VM_POOL (short or full bodies) and
+MONITORING_DATA (host or VM samples) have two files each.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT.parent / "shared" / "reference"
-XSD_DIR = REFERENCE / "opennebula-xsd-7.4.0"
-REPLIES_DIR = REFERENCE / "oned-7.4.0-replies"
-NS = "http://opennebula.org/XMLSchema"
+SCHEMAS = ROOT / "schemas"
+XS = "{http://www.w3.org/2001/XMLSchema}"
 
-# Root element → the schema file that declares it. VM_POOL is declared twice (short bodies in
-# vm_pool.xsd, full bodies in vm_pool_extended.xsd): callers say which with ``schema=``.
-SCHEMA_FOR_ROOT = {
+FOR_ROOT = {
     "VM": "vm.xsd",
-    "VM_POOL": "vm_pool.xsd",
+    "HISTORY_RECORDS": "accounting.xsd",
     "HOST": "host.xsd",
     "HOST_POOL": "host_pool.xsd",
-    "VMTEMPLATE": "vmtemplate.xsd",
-    "VMTEMPLATE_POOL": "vmtemplate_pool.xsd",
+    "IMAGE": "image.xsd",
+    "IMAGE_POOL": "image_pool.xsd",
+    "DATASTORE": "datastore.xsd",
+    "DATASTORE_POOL": "datastore_pool.xsd",
+    "CLUSTER": "cluster.xsd",
+    "CLUSTER_POOL": "cluster_pool.xsd",
     "USER": "user.xsd",
     "USER_POOL": "user_pool.xsd",
     "GROUP": "group.xsd",
     "GROUP_POOL": "group_pool.xsd",
-    "CLUSTER": "cluster.xsd",
-    "CLUSTER_POOL": "cluster_pool.xsd",
-    "DATASTORE": "datastore.xsd",
-    "DATASTORE_POOL": "datastore_pool.xsd",
-    "IMAGE": "image.xsd",
-    "IMAGE_POOL": "image_pool.xsd",
+    "VMTEMPLATE": "vmtemplate.xsd",
+    "VMTEMPLATE_POOL": "vmtemplate_pool.xsd",
     "ACL_POOL": "acl_pool.xsd",
-    "MONITORING_DATA": "monitoring_data.xsd",
     "OPENNEBULA_CONFIGURATION": "opennebula_configuration.xsd",
-    "ZONE_POOL": "zone_pool.xsd",
-    "RAFT": "raftstatus.xsd",
-    "HISTORY_RECORDS": "acct.xsd",
+    "RAFT": "raft.xsd",
+    "TEMPLATE": "template.xsd",
 }
-VM_POOL_EXTENDED = "vm_pool_extended.xsd"
-
-
-def available() -> bool:
-    return XSD_DIR.is_dir()
-
-
-def require() -> None:
-    """Skip the calling test when the reference material is not beside the project."""
-    if not available():
-        msg = f"OpenNebula 7.4.0 XSDs not found at {XSD_DIR} (no ../shared/reference here)"
-        print(msg)
-        pytest.skip(msg)
+VM_POOL_SHORT, VM_POOL_FULL = "vm_pool.xsd", "vm_pool_extended.xsd"
+HOST_SAMPLES, VM_SAMPLES = "host_monitoring.xsd", "vm_monitoring.xsd"
 
 
 @functools.cache
 def schema(name: str) -> etree.XMLSchema:
-    """One schema file, its includes resolved relative to its own path."""
-    return etree.XMLSchema(etree.parse(str(XSD_DIR / name)))
+    """One schema file, its includes resolved beside it."""
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / name)))
 
 
-def namespaced(doc: etree._Element) -> etree._Element:
-    """A copy of ``doc`` with every element moved into the OpenNebula namespace."""
-    copy = etree.fromstring(etree.tostring(doc))
-    for node in copy.iter():
-        if isinstance(node.tag, str) and not node.tag.startswith("{"):
-            node.tag = f"{{{NS}}}{node.tag}"
-    return copy
+@functools.cache
+def root_of(name: str) -> str:
+    """The root element a schema file is for: the one element it declares itself (the
+    elements of the files it includes do not count)."""
+    tree = etree.parse(str(SCHEMAS / name))
+    (element,) = tree.getroot().findall(f"{XS}element")
+    return element.get("name")
+
+
+def schema_files() -> list[str]:
+    return sorted(p.name for p in SCHEMAS.glob("*.xsd"))
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation error, with the namespace stripped so messages read like the document."""
+    """One validation error: where (an XPath into the document) and what."""
 
     path: str
     message: str
@@ -92,37 +75,15 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-def _strip(text: str) -> str:
-    # libxml2 writes the namespace as {uri} in messages and as an ns0: prefix in paths.
-    return re.sub(r"\bns0:", "", text.replace(f"{{{NS}}}", ""))
-
-
 def errors(xml: str | bytes, schema_name: str | None = None) -> list[Problem]:
-    """Validation errors of ``xml`` (empty when valid). The schema defaults by root element."""
+    """What is wrong with ``xml`` (nothing when valid). The schema defaults by root element;
+    a document whose root is not the one the schema is for is wrong too (a schema also
+    declares the elements of the files it includes)."""
     doc = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-    name = schema_name or SCHEMA_FOR_ROOT[doc.tag]
+    name = schema_name or FOR_ROOT[doc.tag]
+    if doc.tag != root_of(name):
+        return [Problem(f"/{doc.tag}", f"{name} describes <{root_of(name)}>, not <{doc.tag}>")]
     xsd = schema(name)
-    if xsd.validate(namespaced(doc)):
+    if xsd.validate(doc):
         return []
-    return [Problem(_strip(e.path or ""), _strip(e.message)) for e in xsd.error_log]
-
-
-def reference_documents() -> list[Path]:
-    """oned's inner documents (``NAME.xml``, not the whole ``NAME.rpc.xml`` bodies)."""
-    if not REPLIES_DIR.is_dir():
-        return []
-    return sorted(p for p in REPLIES_DIR.glob("*.xml") if not p.name.endswith(".rpc.xml"))
-
-
-def schema_for_reference(path: Path) -> str | None:
-    """The schema a reference document should be checked with (None: the root's default)."""
-    return VM_POOL_EXTENDED if "extended" in path.name else None
-
-
-def child_tags(elem: etree._Element) -> list[str]:
-    """The sequence of child element names, a run of repeated names collapsed to one."""
-    out: list[str] = []
-    for child in elem:
-        if isinstance(child.tag, str) and (not out or out[-1] != child.tag):
-            out.append(child.tag)
-    return out
+    return [Problem(e.path or "", e.message) for e in xsd.error_log]
