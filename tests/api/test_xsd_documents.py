@@ -144,7 +144,7 @@ def test_refused_a_full_body_as_a_short_one(docs: list[documents.Document]) -> N
     assert xsd.errors(vm, xsd.VM_POOL_SHORT) and xsd.errors(vm, "vm.xsd") == []
 
 
-def test_refused_a_host_sample_as_a_vm_sample_and_back(docs: list[documents.Document]) -> None:
+def test_refused_a_vm_sample_as_a_host_sample(docs: list[documents.Document]) -> None:
     (host,) = [d for d in docs if d.state == "a monitored host"]
     (vm,) = [d for d in docs if d.state == "a monitored VM"]
     assert xsd.errors(vm.xml, xsd.HOST_SAMPLES)
