@@ -344,6 +344,7 @@ def test_image_methods(server, ds: int, tgz: Path) -> None:  # noqa: ANN001
 def test_image_pool_filters(server, ds: int, tgz: Path) -> None:  # noqa: ANN001
     one = server.pyone()
     iid = register(one, ds, tgz)
+    wait_image(one, iid, 1)  # READY: no copy left in flight for the next test to see
     ids = [i.ID for i in one.imagepool.info(-2, -1, -1).IMAGE]
     assert iid in ids and ids == sorted(ids, reverse=True)
     assert [i.ID for i in one.imagepool.info(-2, iid, iid).IMAGE] == [iid]
