@@ -22,7 +22,7 @@ def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(srv)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -32,15 +32,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _role(pid: int, role: str) -> int:
-    for child in _children(pid):
+def role(pid: int, name: str) -> int:
+    for child in children(pid):
         try:
             argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:  # exited meanwhile
             continue
-        if role.encode() in argv[:4]:
+        if name.encode() in argv[:4]:
             return child
-    raise AssertionError(f"no {role} process under {pid}")
+    raise AssertionError(f"no {name} process under {pid}")
 
 
 def test_core_killed_mid_deploy_finishes_the_work(crash_server: Server) -> None:
@@ -53,11 +53,11 @@ def test_core_killed_mid_deploy_finishes_the_work(crash_server: Server) -> None:
     while time.time() < deadline and one.vm.info(vms[0]).LCM_STATE != 2:
         time.sleep(0.05)
     assert one.vm.info(vms[0]).LCM_STATE == 2, "first VM should be booting"
-    core = _role(crash_server.proc.pid, "core")
+    core = role(crash_server.proc.pid, "core")
     os.kill(core, signal.SIGKILL)
     for vid in vms:
         crash_server.wait_vm(vid, 3, 3, timeout=30)
-    assert _role(crash_server.proc.pid, "core") != core, "a new core runs"
+    assert role(crash_server.proc.pid, "core") != core, "a new core runs"
     host = one.host.info(hid)
     assert host.HOST_SHARE.RUNNING_VMS == 3
     for vid in vms:  # each VM got one deploy, on one history record
@@ -66,16 +66,16 @@ def test_core_killed_mid_deploy_finishes_the_work(crash_server: Server) -> None:
 
 def test_api_worker_killed_is_replaced(crash_server: Server) -> None:
     one = crash_server.pyone()
-    api = _role(crash_server.proc.pid, "api")
-    worker = _children(api)[0]
+    api = role(crash_server.proc.pid, "api")
+    worker = children(api)[0]
     os.kill(worker, signal.SIGKILL)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
-            if one.system.version() == "7.4.0" and worker not in _children(api):
+            if one.system.version() == "7.4.0" and worker not in children(api):
                 break
         except Exception:  # noqa: BLE001 - a connection reset while the worker is replaced
             pass
         time.sleep(0.1)
     assert one.system.version() == "7.4.0"
-    assert worker not in _children(api)
+    assert worker not in children(api)
