@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from oneserver import archives, db, images, store
+from oneserver import archives, db, images, numeric, store
 from oneserver.errors import OneError
 from oneserver.images import ImageState
 from oneserver.template import Template
@@ -112,15 +112,16 @@ def save_persistent(vm: Doc, save: Callable[[int, str], bool]) -> None:
     for disk in Template.from_json(vm["template"]).vectors("DISK"):
         if disk.get("PERSISTENT") != "YES" or disk.get("SAVE") != "YES":
             continue
-        oid = int(disk["IMAGE_ID"])
-        if not store.exists("image", oid):
-            continue
+        oid = numeric.to_id(disk.get("IMAGE_ID", ""))
+        disk_id = numeric.to_id(disk.get("DISK_ID", ""))
+        if oid is None or disk_id is None or not store.exists("image", oid):
+            continue  # written by the server when the VM took the image: changed behind it
         img = store.load("image", oid)
         base = store.load("datastore", img["datastore_id"])["base_path"]
         os.makedirs(base, exist_ok=True)
         part = os.path.join(base, f".{uuid.uuid4().hex}.save.part")
         try:
-            if not save(int(disk.get("DISK_ID", "0")), part):
+            if not save(disk_id, part):
                 continue  # this transfer driver keeps no changes
             final, fmt, sha, size_mb = place(part, base, None)
         finally:

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from oneserver import db, history, lifecycle, store
+from oneserver import db, history, lifecycle, numeric, store
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref
 from oneserver.documents.host import monitoring as monitoring_xml
@@ -23,14 +23,14 @@ KEEP_SECONDS = 12 * 3600  # monitoring records kept per host/VM
 
 
 def _reserved(value: str, total: int) -> int:
-    """RESERVED_CPU/RESERVED_MEM: an absolute amount, or a percentage of the total."""
+    """RESERVED_CPU/RESERVED_MEM as HostShare reads them: a whole amount, or a whole
+    percentage of the total; anything else (a fraction, NaN, inf…) reserves nothing."""
     value = value.strip()
-    try:
-        if value.endswith("%"):
-            return int(total * float(value[:-1]) / 100)
-        return int(float(value)) if value else 0
-    except ValueError:
+    percent = value.endswith("%")
+    amount = numeric.to_int(value[:-1] if percent else value, 64)
+    if amount is None:
         return 0
+    return total - int(total * (1 - amount / 100)) if percent else amount
 
 
 class Monitor:

@@ -4,19 +4,23 @@ changes the VM), and tell every VM that stays pending why."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from oneserver import capabilities, db, store
+from oneserver import capabilities, db, numeric, store
 from oneserver.acl import MANAGE, Caller, Rule, Target, allowed
 from oneserver.api.vm import migrate_to, place
-from oneserver.capacity import fits
+from oneserver.capacity import fits, vm_size
 from oneserver.driver_contract import Capability
+from oneserver.errors import OneError
 from oneserver.scheduler.placement import (
     DISPATCH_LIMITED,
     NOT_CONSIDERED,
+    PREFIX,
     HostCandidate,
     PassLimits,
     PendingVM,
@@ -27,6 +31,7 @@ from oneserver.template import Template
 from oneserver.vmstate import HostState, Lcm, VmState
 
 log = logging.getLogger("oneserver.scheduler")
+T = TypeVar("T")
 MESSAGE_BATCH = 100
 
 
@@ -45,17 +50,15 @@ class SchedConf:
     @classmethod
     def from_template(cls, t: Template) -> SchedConf:
         def num(name: str, default: float) -> float:
-            try:
-                return float(t.get_str(name, str(default)))
-            except ValueError:
-                return default
+            return _or_default(numeric.to_float(t.get_str(name, str(default))), default)
 
         sched = (t.vectors("DEFAULT_SCHED") or [{}])[0]
         return cls(
             interval=num("SCHED_INTERVAL", 15), max_vm=int(num("MAX_VM", 5000)),
             max_dispatch=int(num("MAX_DISPATCH", 30)), max_host=int(num("MAX_HOST", 1)),
             live_rescheds=int(num("LIVE_RESCHEDS", 0)),
-            policy=int(sched.get("POLICY", "1") or 1), rank=sched.get("RANK", ""),
+            policy=_or_default(numeric.to_int(sched.get("POLICY", "1") or "1"), 1),
+            rank=sched.get("RANK", ""),
             wake_on_events=t.get_str("WAKE_ON_EVENTS", "YES").upper() != "NO",
             backoff=num("DEPLOY_BACKOFF", 60),
         )
@@ -64,80 +67,108 @@ class SchedConf:
 @dataclass
 class Scheduler:
     conf: SchedConf
+    # (kind, id, why) of the unreadable records already logged: said once, not every pass.
+    _logged: set[tuple[str, int, str]] = field(default_factory=set, repr=False)
 
     def run_pass(self) -> int:
-        """One pass; returns the number of VMs dispatched."""
+        """One pass; returns the number of VMs dispatched. A VM or host whose record cannot
+        be used is left out with the reason (the VM's SCHED_MESSAGE, the log for a host):
+        it never stops the others from being placed."""
         if not self._pending():
             return 0  # the common case on a wake-up: don't read the pools at all
-        hosts, _ = self._hosts()
-        vms, vm_docs = self._vms(hosts)
-        if not vms:
+        hosts, skipped = self._hosts()
+        vms, vm_docs, refused = self._vms(hosts)
+        if not vms and not refused:
             return 0
         result = schedule(vms, hosts, Policy(self.conf.policy, self.conf.rank),
                           PassLimits(self.conf.max_vm, self.conf.max_dispatch,
                                      self.conf.max_host))
+        messages = _note_skipped(result.messages, skipped)
         placed = 0
         for p in result.placements:
-            if self._dispatch(p.vm_id, p.host_id):
-                placed += 1
-        self._write_messages(result.messages, vm_docs)
+            try:
+                if self._dispatch(p.vm_id, p.host_id):
+                    placed += 1
+            except OneError as exc:  # the VM or the host turned unusable since it was read
+                log.warning("VM %s not dispatched to host %s: %s", p.vm_id, p.host_id,
+                            exc.message)
+                messages[p.vm_id] = PREFIX + exc.message
+        messages.update(refused)
+        self._write_messages(messages, vm_docs)
         return placed
 
     # -------------------------------------------------------------- reading the pools
 
-    def _hosts(self) -> tuple[list[HostCandidate], dict[int, Any]]:
+    def _hosts(self) -> tuple[list[HostCandidate], dict[int, str]]:
+        """The usable hosts, and why each host whose record cannot be used was left out."""
         clusters = {r.oid: r.doc for r in db.Cluster.select(db.Cluster.oid, db.Cluster.doc)}
-        out, docs = [], {}
-        rows = db.Host.select(db.Host.doc).where(db.Host.state == HostState.MONITORED)
-        for (doc,) in rows.tuples():
-            share = doc["share"]
-            out.append(HostCandidate(
-                id=doc["id"], name=doc["name"], cluster_id=doc["cluster_id"],
-                max_cpu=share["max_cpu"], cpu_usage=share["cpu_usage"],
-                max_mem=share["max_mem"], mem_usage=share["mem_usage"],
-                running_vms=share["running_vms"],
-                attrs=host_attrs(doc, clusters.get(doc["cluster_id"])),
-            ))
-            docs[doc["id"]] = doc
-        return out, docs
+        out, skipped = [], {}
+        rows = db.raw('SELECT oid, doc FROM "host" WHERE state = ? ORDER BY oid',
+                      int(HostState.MONITORED))
+        for oid, text in rows:
+            try:
+                out.append(_host_candidate(json.loads(text), clusters))
+            except Exception as exc:  # noqa: BLE001 - one broken record, one host left out
+                skipped[oid] = self._left_out("host", oid, exc)
+        return out, skipped
 
-    def _vms(self, hosts: list[HostCandidate]) -> tuple[list[PendingVM], dict[int, Any]]:
+    def _left_out(self, kind: str, oid: int, exc: Exception) -> str:
+        why = _why(exc)
+        if (kind, oid, why) not in self._logged:
+            self._logged.add((kind, oid, why))
+            log.warning("%s %s left out of scheduling: %s", kind, oid, why)
+        return why
+
+    def _vms(self, hosts: list[HostCandidate]
+             ) -> tuple[list[PendingVM], dict[int, Any], dict[int, str]]:
+        """The VMs to place, their documents, and the message of each one that cannot be."""
         now = time.time()
         rights = _HostRights(hosts)
-        q = db.VM.select(db.VM.doc).where(
-            (db.VM.state == VmState.PENDING)
-            | ((db.VM.resched == 1) & ((db.VM.state == VmState.POWEROFF)
-                                       | (db.VM.state == VmState.ACTIVE)))
-        ).order_by(db.VM.oid)
-        vms, docs = [], {}
-        for (doc,) in q.tuples():
-            if doc["state"] == VmState.ACTIVE and doc["lcm_state"] not in (Lcm.RUNNING,
-                                                                           Lcm.UNKNOWN):
-                continue
-            if doc["state"] != VmState.PENDING and not self._can_move(doc):
-                continue
-            t = Template.from_json(doc["template"])
-            u = Template.from_json(doc["user_template"])
-            auto = t.get_str("AUTOMATIC_REQUIREMENTS")
-            user_req = u.get_str("SCHED_REQUIREMENTS")
-            req = f"{auto} & ( {user_req} )" if auto and user_req else auto or user_req
-            # Hosts where a deploy of this VM failed recently (lifecycle.requeue).
-            excluded = {int(h) for h, until in doc.get("sched_backoff", {}).items()
-                        if until > now}
-            if doc["state"] != VmState.PENDING and doc["history"]:
-                excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
-            excluded |= rights.forbidden(doc)
+        rows = db.raw(
+            'SELECT oid, doc FROM "vm" WHERE state = ? OR (resched = 1 AND (state = ? OR '
+            "state = ?)) ORDER BY oid",
+            int(VmState.PENDING), int(VmState.POWEROFF), int(VmState.ACTIVE))
+        vms, docs, refused = [], {}, {}
+        for oid, text in rows:
             try:
-                priority = int(u.get_str("USER_PRIORITY", "0") or 0)
-            except ValueError:
-                priority = 0
-            vms.append(PendingVM(
-                id=doc["id"], cpu=float(t.get_str("CPU", "0") or 0),
-                memory_mb=int(float(t.get_str("MEMORY", "0") or 0)), requirements=req,
-                rank=u.get_str("SCHED_RANK"), priority=priority, excluded_hosts=excluded,
-            ))
-            docs[doc["id"]] = doc
-        return vms, docs
+                doc = json.loads(text)
+                vm = self._candidate(doc, rights, now)
+            except OneError as exc:
+                docs[oid], refused[oid] = doc, PREFIX + exc.message
+                continue
+            except Exception as exc:  # noqa: BLE001 - one broken record, one VM left out
+                self._left_out("VM", oid, exc)  # not even where a message would go is readable
+                continue
+            if vm is not None:
+                vms.append(vm)
+                docs[oid] = doc
+        return vms, docs, refused
+
+    def _candidate(self, doc: dict[str, Any], rights: _HostRights, now: float
+                   ) -> PendingVM | None:
+        """The VM as the pass sees it; None if it is not to be moved; OneError with the
+        reason if its template cannot be scheduled."""
+        if doc["state"] == VmState.ACTIVE and doc["lcm_state"] not in (Lcm.RUNNING,
+                                                                       Lcm.UNKNOWN):
+            return None
+        if doc["state"] != VmState.PENDING and not self._can_move(doc):
+            return None
+        t = Template.from_json(doc["template"])
+        u = Template.from_json(doc["user_template"])
+        cpu, memory_mb = vm_size(doc)
+        auto = t.get_str("AUTOMATIC_REQUIREMENTS")
+        user_req = u.get_str("SCHED_REQUIREMENTS")
+        req = f"{auto} & ( {user_req} )" if auto and user_req else auto or user_req
+        # Hosts where a deploy of this VM failed recently (lifecycle.requeue).
+        excluded = {int(h) for h, until in doc.get("sched_backoff", {}).items() if until > now}
+        if doc["state"] != VmState.PENDING and doc["history"]:
+            excluded.add(doc["history"][-1]["hid"])  # a resched VM must move
+        excluded |= rights.forbidden(doc)
+        priority = _or_default(numeric.to_int(u.get_str("USER_PRIORITY", "0") or "0"), 0)
+        return PendingVM(
+            id=doc["id"], cpu=cpu, memory_mb=memory_mb, requirements=req,
+            rank=u.get_str("SCHED_RANK"), priority=priority, excluded_hosts=excluded,
+        )
 
     @staticmethod
     def _pending() -> bool:
@@ -149,7 +180,8 @@ class Scheduler:
         """A resched VM moves by cold migration only where its driver can migrate (the LXC
         driver can't carry a container's disk to another host yet: it stays where it is)."""
         vm_mad = doc["history"][-1]["vm_mad"] if doc["history"] else ""
-        return Capability.MIGRATE_COLD in capabilities.of(vm_mad)
+        caps = capabilities.of(vm_mad)  # a string: the driver cannot be loaded here
+        return not isinstance(caps, str) and Capability.MIGRATE_COLD in caps
 
     # -------------------------------------------------------------- writing results
 
@@ -180,7 +212,12 @@ class Scheduler:
         for vm_id, message in messages.items():
             if message == NOT_CONSIDERED or message.startswith(DISPATCH_LIMITED):
                 continue
-            old = Template.from_json(docs[vm_id]["user_template"]).get_str("SCHED_MESSAGE")
+            try:
+                old = Template.from_json(docs[vm_id]["user_template"]).get_str("SCHED_MESSAGE")
+            except Exception as exc:  # noqa: BLE001 - no USER_TEMPLATE to write it in
+                log.warning("VM %s: SCHED_MESSAGE not written (%s): %s", vm_id, _why(exc),
+                            message)
+                continue
             if old.partition(" : ")[2] != message:
                 todo.append((vm_id, message))
         for i in range(0, len(todo), MESSAGE_BATCH):
@@ -229,6 +266,49 @@ class _HostRights:
 
 def _system_tm() -> str:
     return store.load("datastore", 0)["tm_mad"]
+
+
+_SHARE = ("max_cpu", "cpu_usage", "max_mem", "mem_usage", "running_vms")
+
+
+def _host_candidate(doc: dict[str, Any], clusters: dict[int, Any]) -> HostCandidate:
+    """A host as the pass sees it; ValueError (or whatever the record's shape raises) when
+    its HOST_SHARE numbers are not whole finite numbers."""
+    share = doc["share"]
+    numbers = {}
+    for key in _SHARE:
+        value = share[key]
+        if type(value) is float and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if type(value) is not int:
+            raise ValueError(f"HOST_SHARE/{key.upper()} is {value!r}, not a whole number")
+        numbers[key] = value
+    return HostCandidate(
+        id=doc["id"], name=doc["name"], cluster_id=doc["cluster_id"],
+        attrs=host_attrs(doc, clusters.get(doc["cluster_id"])), **numbers,
+    )
+
+
+def _or_default(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _note_skipped(messages: dict[int, str], skipped: dict[int, str]) -> dict[int, str]:
+    """The pass's messages, with the hosts left out named in those that explain why a VM
+    found no host (the others are about the VM itself or the pass's limits)."""
+    if not skipped:
+        return messages
+    first = min(skipped)
+    n = len(skipped)
+    note = (f"; {n} host{'' if n == 1 else 's'} left out, unreadable (HOST {first}: "
+            f"{skipped[first]})")
+    return {vm_id: message + note if message.startswith(PREFIX) and message != NOT_CONSIDERED
+            and not message.startswith(DISPATCH_LIMITED) else message
+            for vm_id, message in messages.items()}
 
 
 def host_attrs(doc: dict[str, Any], cluster: dict[str, Any] | None) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from oneserver import settings, store
+from oneserver import numeric, settings, store
 from oneserver.driver_contract import DiskSpec, HostRef, NicSpec, VMSpec
 from oneserver.template import Template
 
@@ -44,10 +44,14 @@ def _default_vm_dir(vm: dict[str, Any]) -> str | None:
 
 
 def _int(value: str, default: int) -> int:
-    try:
-        return int(float(value))
-    except ValueError:
-        return default
+    # Validated when the VM was allocated; a row changed since must not stop the driver call.
+    number = numeric.to_int(value, 64)
+    return default if number is None else number
+
+
+def _float(value: str, default: float) -> float:
+    number = numeric.to_float(value)
+    return default if number is None else number
 
 
 def vm_spec(vm: dict[str, Any], vm_mad: str, vm_dir: str | None = None) -> VMSpec:
@@ -76,7 +80,7 @@ def vm_spec(vm: dict[str, Any], vm_mad: str, vm_dir: str | None = None) -> VMSpe
     ]
     return VMSpec(
         id=vm["id"], name=vm["name"],
-        cpu=float(tmpl.get_str("CPU", "1") or 1),
+        cpu=_float(tmpl.get_str("CPU", "1") or "1", 1.0),
         vcpu=_int(tmpl.get_str("VCPU", "1") or "1", 1),
         memory_mb=_int(tmpl.get_str("MEMORY", "0"), 0),
         disks=tuple(disks), nics=tuple(nics), template=tmpl.as_dict(),

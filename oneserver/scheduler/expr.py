@@ -25,10 +25,11 @@ number, which makes ``X -1`` a syntax error there) and requirement variable name
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 __all__ = [
@@ -44,6 +45,7 @@ BoolFn = Callable[[Lookup], bool]
 NumFn = Callable[[Lookup], float]
 
 _OPERATORS = "@!&|=><()*+/-^"
+MAX_DEPTH = 100  # nesting levels in one expression
 _GLOB_CHARS = frozenset("*?[")
 _CURRENT_VMS = "CURRENT_VMS"
 
@@ -135,7 +137,22 @@ class _Parser:
         self.text = text
         self.toks = _lex(text, slash_names)
         self.i = 0
+        self.depth = 0
         self.names: set[str] = set()
+
+    @contextlib.contextmanager
+    def nested(self) -> Iterator[None]:
+        """One more level of parentheses, ``!`` or unary ``-``: parsing and evaluating
+        recurse once per level, so a caller's expression must not be deeper than Python's
+        stack allows (an error for this VM, not a crash of the scheduler pass)."""
+        if self.depth >= MAX_DEPTH:
+            raise ExprError(f"expression nested deeper than {MAX_DEPTH} levels", self.text,
+                            self.tok.pos)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     @property
     def tok(self) -> _Tok:
@@ -299,11 +316,33 @@ def _or(a: BoolFn, b: BoolFn) -> BoolFn:
     return lambda lookup: a(lookup) or b(lookup)
 
 
+def _chain(first: BoolFn, rest: list[tuple[bool, BoolFn]]) -> BoolFn:
+    """``first op1 f1 op2 f2 ...`` left to right (op: True for ``&``), short-circuiting as
+    nested ``and``/``or`` would, but in a loop: a chain of thousands of terms (``ID != 1 &
+    ID != 2 & ...``) must not nest thousands of calls."""
+    if not rest:
+        return first
+    if len(rest) == 1:
+        is_and, second = rest[0]
+        return _and(first, second) if is_and else _or(first, second)
+
+    def fn(lookup: Lookup) -> bool:
+        value = first(lookup)
+        for is_and, term in rest:
+            if value == is_and:  # true & x, false | x: x decides
+                value = term(lookup)
+        return value
+
+    return fn
+
+
 def _bool_operand(p: _Parser) -> BoolFn:
     if p.accept("!"):
-        return _not(_bool_operand(p))
+        with p.nested():
+            return _not(_bool_operand(p))
     if p.accept("("):
-        inner = _bool_expr(p)
+        with p.nested():
+            inner = _bool_expr(p)
         p.expect(")")
         return inner
     return _comparison(p)
@@ -311,14 +350,15 @@ def _bool_operand(p: _Parser) -> BoolFn:
 
 def _bool_expr(p: _Parser) -> BoolFn:
     # One precedence level, left-associative: fold operands left to right.
-    result = _bool_operand(p)
+    first = _bool_operand(p)
+    rest: list[tuple[bool, BoolFn]] = []
     while True:
         if p.accept("&"):
-            result = _and(result, _bool_operand(p))
+            rest.append((True, _bool_operand(p)))
         elif p.accept("|"):
-            result = _or(result, _bool_operand(p))
+            rest.append((False, _bool_operand(p)))
         else:
-            return result
+            return _chain(first, rest)
 
 
 def _always_true(lookup: Lookup) -> bool:
@@ -381,12 +421,31 @@ _BINARY: dict[str, Callable[[float, float], float]] = {
 }
 
 
-def _binary(op: str, a: _Num, b: _Num) -> _Num:
-    f = _BINARY[op]
-    if a.const is not None and b.const is not None:
-        return _const(f(a.const, b.const))
-    fa, fb = a.fn, b.fn
-    return _Num(lambda lookup: f(fa(lookup), fb(lookup)))
+def _fold(first: _Num, rest: list[tuple[str, _Num]]) -> _Num:
+    """``first op1 x1 op2 x2 ...`` left to right: a constant prefix is computed now, the rest
+    in a loop (a sum of thousands of terms must not nest thousands of calls)."""
+    i = 0
+    while i < len(rest):
+        op, term = rest[i]
+        if first.const is None or term.const is None:
+            break
+        first = _const(_BINARY[op](first.const, term.const))
+        i += 1
+    steps = [(_BINARY[op], term.fn) for op, term in rest[i:]]
+    if not steps:
+        return first
+    fa = first.fn
+    if len(steps) == 1:
+        f, fb = steps[0]
+        return _Num(lambda lookup: f(fa(lookup), fb(lookup)))
+
+    def fn(lookup: Lookup) -> float:
+        value = fa(lookup)
+        for f, term in steps:
+            value = f(value, term(lookup))
+        return value
+
+    return _Num(fn)
 
 
 def _neg(a: _Num) -> _Num:
@@ -398,9 +457,11 @@ def _neg(a: _Num) -> _Num:
 
 def _factor(p: _Parser) -> _Num:
     if p.accept("-"):
-        return _neg(_factor(p))
+        with p.nested():
+            return _neg(_factor(p))
     if p.accept("("):
-        inner = _sum(p)
+        with p.nested():
+            inner = _sum(p)
         p.expect(")")
         return inner
     tok = p.next()
@@ -413,19 +474,21 @@ def _factor(p: _Parser) -> _Num:
 
 
 def _product(p: _Parser) -> _Num:
-    result = _factor(p)
+    first = _factor(p)
+    rest = []
     while p.tok.kind == "op" and p.tok.value in "*/":
         op = p.next().value
-        result = _binary(op, result, _factor(p))
-    return result
+        rest.append((op, _factor(p)))
+    return _fold(first, rest)
 
 
 def _sum(p: _Parser) -> _Num:
-    result = _product(p)
+    first = _product(p)
+    rest = []
     while p.tok.kind == "op" and p.tok.value in "+-":
         op = p.next().value
-        result = _binary(op, result, _product(p))
-    return result
+        rest.append((op, _product(p)))
+    return _fold(first, rest)
 
 
 def _finite(fn: NumFn) -> NumFn:

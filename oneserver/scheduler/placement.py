@@ -42,6 +42,7 @@ from oneserver.scheduler.expr import (
 
 __all__ = [
     "DYNAMIC_VARIABLES",
+    "PREFIX",
     "HostCandidate",
     "PassLimits",
     "PassResult",
@@ -61,9 +62,9 @@ T = TypeVar("T")
 # DEFAULT_SCHED POLICY -> rank expression (section 7.2); 3 is the custom RANK text.
 _POLICY_RANKS = {0: "RUNNING_VMS", 1: "- RUNNING_VMS", 2: "FREE_CPU", 4: "PRIORITY"}
 
-_PREFIX = "Cannot dispatch VM: "
-NO_HOSTS = _PREFIX + "No hosts enabled to run VMs"
-NOT_CONSIDERED = _PREFIX + "not considered in this pass (MAX_VM reached)"
+PREFIX = "Cannot dispatch VM: "
+NO_HOSTS = PREFIX + "No hosts enabled to run VMs"
+NOT_CONSIDERED = PREFIX + "not considered in this pass (MAX_VM reached)"
 
 
 @dataclass
@@ -262,6 +263,7 @@ class _VmClass:
     excluded: frozenset[int]
     heap: list[_Entry] | None = None  # built on first use
     cursor: int = 0  # length of the placement log the heap reflects
+    broken: str = ""  # why its VMs cannot be scheduled, once evaluating it failed
 
     def member(self, hosts: _Hosts, hi: int) -> bool:
         """Static filters: not excluded and in one of the VM's clusters."""
@@ -349,7 +351,7 @@ def _reason(cls: _VmClass, hosts: _Hosts, hi: int) -> int:
     return 6
 
 
-DISPATCH_LIMITED = _PREFIX + "MAX_DISPATCH reached"
+DISPATCH_LIMITED = PREFIX + "MAX_DISPATCH reached"
 
 
 def _dispatch_limited(dispatched: int) -> str:
@@ -367,7 +369,7 @@ def _explain(cls: _VmClass, hosts: _Hosts) -> str:
         if n:
             parts.append(f"{n} host{'' if n == 1 else 's'}: {reason}")
     parts.append(f"{counts[-1]} left")
-    return _PREFIX + "; ".join(parts)
+    return PREFIX + "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,7 +468,10 @@ class _Pass:
                 # them costs O(hosts) for every distinct VM class left over.
                 messages[vm.id] = _dispatch_limited(len(placements))
                 continue
-            hi = _best_host(cls, hosts, functools.partial(self.candidates, cls))
+            hi = self.best_host(cls)
+            if cls.broken:
+                messages[vm.id] = cls.broken
+                continue
             if hi is None:
                 self.record_failure(vm.id, cls, deferred, messages)
                 continue
@@ -474,6 +479,17 @@ class _Pass:
             placements.append(Placement(vm.id, hosts.ids[hi]))
         self.explain_deferred(deferred, messages)
         return placements
+
+    def best_host(self, cls: _VmClass) -> int | None:
+        if cls.broken:
+            return None
+        try:
+            return _best_host(cls, self.hosts, functools.partial(self.candidates, cls))
+        except Exception as exc:  # noqa: BLE001 - the VMs' own expressions, on hosts' values
+            # Whatever a caller's expression does on some host's values must cost only the
+            # VMs that carry it a message, never the pass every other VM is in.
+            cls.broken = f"{PREFIX}its expressions cannot be evaluated ({exc!r})"
+            return None
 
     def record_failure(
         self,
@@ -485,7 +501,7 @@ class _Pass:
         if cls.req.dynamic:
             # A requirement on RUNNING_VMS & co. may turn true later in the pass, so explain it
             # with the state that made it fail.
-            messages[vm_id] = _explain(cls, self.hosts)
+            messages[vm_id] = self.explain(cls)
         else:
             # Otherwise the hosts only get fuller, and the end-of-pass state explains it as
             # well, computed once per class.
@@ -498,8 +514,15 @@ class _Pass:
         for vm_id, cls in deferred:
             text = cache.get(id(cls))
             if text is None:
-                text = cache[id(cls)] = _explain(cls, self.hosts)
+                text = cache[id(cls)] = self.explain(cls)
             messages[vm_id] = text
+
+    def explain(self, cls: _VmClass) -> str:
+        try:
+            return _explain(cls, self.hosts)
+        except Exception as exc:  # noqa: BLE001 - as in best_host: evaluated on more hosts
+            cls.broken = f"{PREFIX}its expressions cannot be evaluated ({exc!r})"
+            return cls.broken
 
 
 def schedule(
