@@ -63,7 +63,9 @@ def _disk_size(disk: dict[str, str], disk_id: int) -> None:
     if raw == "" or disk.get("IMAGE_ID", "") != "" or disk.get("IMAGE"):
         return
     size = numeric.to_int(raw, 64)
-    if size is None or size <= 0:
+    # A disk copied from a SOURCE may say it weighs nothing (the sim's zero-transfer runs);
+    # a volatile one must have a size.
+    if size is None or size < 0 or (size == 0 and not disk.get("SOURCE")):
         raise OneError(ALLOCATE, f"Error allocating a new virtual machine. DISK {disk_id}: "
                                  "SIZE attribute must be a positive integer value.")
 
