@@ -1,9 +1,9 @@
-"""The contract every driver plug-in follows: IM (monitor a host), VMM (run a VM on a host) and
-TM (prepare and clean a VM's disks on a host).
+"""The contract every driver plug-in follows: IM (monitor a host), VMM (run a VM on a host), TM
+(prepare and clean a VM's disks on a host) and VN (a VM's network on a host).
 
-Plug-ins are found by entry-point name in the groups ``oneserver.im``, ``oneserver.vmm`` and
-``oneserver.tm``; the name is the one a host is created with (``onehost create h1 --im lxc
---vm lxc``) or a system datastore's ``TM_MAD``. A third party ships a package that declares those
+Plug-ins are found by entry-point name in the groups ``oneserver.im``, ``oneserver.vmm``,
+``oneserver.tm`` and ``oneserver.vn``; the name is the one a host is created with (``onehost
+create h1 --im lxc --vm lxc``), a system datastore's ``TM_MAD`` or a NIC's ``VN_MAD``. A third party ships a package that declares those
 entry points and never touches core code.
 
 Vocabulary: *vm_id* is OpenNebula's integer id; *deploy_id* is the hypervisor's name for the
@@ -73,11 +73,44 @@ class DiskSpec:
 
 @dataclass(frozen=True)
 class NicSpec:
+    """One NIC (or NIC_ALIAS) of a VM as oned writes it into the VM TEMPLATE. Values are the
+    template's strings, unchecked: drivers validate whatever they hand to a host."""
+
     nic_id: int
     bridge: str | None = None
     mac: str | None = None
     ip: str | None = None
     attrs: Mapping[str, str] = field(default_factory=dict)
+    # The host end of the NIC's interface (oned's TARGET, ``one-<vm id>-<nic id>``): the name
+    # the VMM gives it and the VN driver filters on.
+    target: str | None = None
+    # The VN driver that sets the NIC up on the host; None: none (the bridge is the host's).
+    vn_mad: str | None = None
+    # NIC_ALIAS entries whose PARENT is this NIC: more addresses on the same interface.
+    aliases: tuple[NicSpec, ...] = ()
+
+    @property
+    def security_groups(self) -> tuple[int, ...]:
+        """The ids in SECURITY_GROUPS (``"0,100"``); words that are no ids are left out."""
+        raw = self.attrs.get("SECURITY_GROUPS", "")
+        return tuple(int(w) for w in raw.split(",") if w.strip().isdigit())
+
+
+@dataclass(frozen=True)
+class SecurityRule:
+    """One SECURITY_GROUP_RULE of the VM (the rules of every group its NICs name, copied in
+    by oned). Values are the template's strings, unchecked; a VN driver that filters refuses
+    what it cannot express."""
+
+    security_group_id: int
+    protocol: str                     # ALL, TCP, UDP, ICMP, ICMPV6, IPSEC
+    rule_type: str                    # INBOUND or OUTBOUND (either case)
+    range: str | None = None          # ports: "22,80,1000:2000" (TCP, UDP)
+    icmp_type: str | None = None
+    icmpv6_type: str | None = None
+    ip: str | None = None             # first address of a block of SIZE addresses
+    size: str | None = None
+    network_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,7 @@ class VMSpec:
     memory_mb: int
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
+    security_rules: tuple[SecurityRule, ...] = ()
     # The whole VM TEMPLATE as nested mappings (vector attributes are lists of mappings),
     # for attributes a driver reads on its own (INIT, RAW, CONTEXT…).
     template: Mapping[str, Any] = field(default_factory=dict)
@@ -156,6 +190,9 @@ class VMMDriver(abc.ABC):
     # Drivers whose hosts are models, not machines (dummy, sim), name the TM driver that models
     # their disks; the system datastore's TM_MAD is used otherwise.
     transfer_driver: str | None = None
+    # True when the VMs get real interfaces on real hosts: the core then runs the VN drivers
+    # of their NICs around them (models such as dummy and sim leave the hosts alone).
+    runs_vn_drivers: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
@@ -250,11 +287,59 @@ class TMDriver(abc.ABC):
         return None
 
 
-GROUPS = {"im": "oneserver.im", "vmm": "oneserver.vmm", "tm": "oneserver.tm"}
+class VNCapability(enum.Enum):
+    """What a VN driver does on a host."""
+
+    BRIDGE = "bridge"                # creates the NIC's Linux bridge when it is missing
+    SECURITY_GROUPS = "security-groups"  # the VM's security group rules filter its packets
+    OVERLAY = "overlay"              # links the bridge to the other hosts (VXLAN)
+
+
+class VNDriver(abc.ABC):
+    """Sets up a VM's networks on a host, as OpenNebula's VNM drivers do: ``pre`` before the
+    VM starts there, ``post`` once it runs, ``clean`` after it left.
+
+    The core calls the driver named by the ``VN_MAD`` of each NIC, with a VMSpec whose
+    ``nics`` holds only that driver's NICs (and, when one NIC is attached or detached, only
+    that one); ``security_rules`` and ``template`` are the VM's. Every call may be repeated
+    (the core resumes its steps after a crash): a repeated call converges on the same host
+    state and never fails on its own earlier success. A failed call leaves nothing of its
+    own behind on the host and raises :class:`DriverError`.
+    """
+
+    capabilities: frozenset[VNCapability] = frozenset()
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+
+    @abc.abstractmethod
+    def pre(self, host: HostRef, vm: VMSpec) -> None:
+        """Before the VM's domain starts on ``host``: after success everything its NICs
+        attach to exists there (e.g. each NIC's BRIDGE, up, with PHYDEV or a VXLAN device in
+        it). Refuses a NIC it cannot set up (a bad name, a missing PHYDEV)."""
+
+    @abc.abstractmethod
+    def post(self, host: HostRef, vm: VMSpec) -> None:
+        """After the domain started: after success what applies to the running interfaces
+        is in place (e.g. the security group filters on each NIC's TARGET)."""
+
+    @abc.abstractmethod
+    def clean(self, host: HostRef, vm: VMSpec) -> None:
+        """After the domain stopped on ``host`` (or one NIC was detached): after success
+        nothing this driver set up for those NICs is left there (no filter rule; a bridge
+        it created only while other interfaces still use it, or as configured). Succeeds
+        when there is nothing to remove."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Called when the core stops."""
+
+
+GROUPS = {"im": "oneserver.im", "vmm": "oneserver.vmm", "tm": "oneserver.tm",
+          "vn": "oneserver.vn"}
 
 
 def load(kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
-    """Instantiate the driver plug-in ``name`` of ``kind`` (im, vmm or tm)."""
+    """Instantiate the driver plug-in ``name`` of ``kind`` (im, vmm, tm or vn)."""
     found = entry_points(group=GROUPS[kind], name=name)
     if not found:
         raise DriverError(f"no {kind} driver named {name!r}")
