@@ -3,8 +3,8 @@
 
 Plug-ins are found by entry-point name in the groups ``oneserver.im``, ``oneserver.vmm``,
 ``oneserver.tm`` and ``oneserver.vn``; the name is the one a host is created with (``onehost
-create h1 --im lxc --vm lxc``), a system datastore's ``TM_MAD`` or a NIC's ``VN_MAD``. A third party ships a package that declares those
-entry points and never touches core code.
+create h1 --im lxc --vm lxc``), a system datastore's ``TM_MAD`` or a NIC's ``VN_MAD``. A third
+party ships a package that declares those entry points and never touches core code.
 
 Vocabulary: *vm_id* is OpenNebula's integer id; *deploy_id* is the hypervisor's name for the
 domain (``one-<vm_id>`` for LXC). A deploy_id never leaves the driver except through the values
