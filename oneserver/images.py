@@ -118,11 +118,11 @@ class _Places:
     def resolve(self, user_path: str) -> str | None:
         """The real path ``user_path`` leads to, None if nothing is there; refused (and not
         looked at) as soon as a step leaves the allowed places."""
-        todo = [p for p in user_path.split("/") if p]
+        todo = [p for p in reversed(user_path.split("/")) if p]  # next component last
         done = "/"
         hops = 0
         while todo:
-            part = todo.pop(0)
+            part = todo.pop()
             if part == ".":
                 continue
             if part == "..":
@@ -144,7 +144,7 @@ class _Places:
             hops += 1
             if hops > MAX_LINKS:
                 return None
-            todo = [p for p in target.split("/") if p] + todo
+            todo += [p for p in reversed(target.split("/")) if p]
             if target.startswith("/"):
                 done = "/"
         self.check(done, user_path)
