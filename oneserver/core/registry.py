@@ -1,5 +1,5 @@
-"""Driver instances and their thread pools, configured from oned.conf's ``IM_MAD``, ``VM_MAD``
-and ``TM_MAD`` blocks (``-t`` threads, ``-r`` retries)."""
+"""Driver instances and their thread pools, configured from oned.conf's ``IM_MAD``, ``VM_MAD``,
+``TM_MAD`` and ``VN_MAD`` blocks (``-t`` threads, ``-r`` retries)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class Registry:
     def __init__(self, oned_conf: Template) -> None:
         # "ds" (DS_MAD blocks): the pool that copies images into datastores, in the core.
         self._confs = {kind: driver_confs(oned_conf, f"{kind.upper()}_MAD")
-                       for kind in ("im", "vm", "tm", "ds")}
+                       for kind in ("im", "vm", "tm", "ds", "vn")}
         self._drivers: dict[tuple[str, str], Any] = {}
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -173,7 +173,7 @@ class Registry:
         attempts = self.conf(kind, name).retries + 1
         for attempt in range(attempts):
             try:
-                if kind in ("tm", "vmm"):
+                if kind in ("tm", "vmm", "vn"):
                     with self._slots_of(kind, name):
                         return getattr(drv, method)(*args)
                 return getattr(drv, method)(*args)

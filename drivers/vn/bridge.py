@@ -1,0 +1,119 @@
+"""``bridge``: each NIC's BRIDGE is a Linux bridge on the host, made when missing, with the
+NIC's PHYDEV (when it names one) as a port. No filtering: that is ``fw`` (as in OpenNebula).
+
+A bridge this driver made carries the interface alias ``oneserver`` so that only such bridges
+are ever removed. They are kept when their last VM leaves unless the option
+``keep_empty_bridge`` is ``no``: removing one races with a VM that is starting on it (its
+``pre`` ran, its container not yet), which would then fail to start.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from typing import Any
+
+from oneserver.driver_contract import HostRef, NicSpec, VMSpec, VNCapability, VNDriver
+
+from . import names
+from .host import HostShell
+
+MARK = "oneserver"
+
+
+def is_yes(value: Any) -> bool:
+    return str(value).strip().upper() in {"YES", "TRUE", "1", "ON"}
+
+
+def ensure_bridge(bridge: str) -> str:
+    """Shell lines: after them ``bridge`` exists and is up (made and marked when missing; a
+    concurrent maker is not an error)."""
+    b = shlex.quote(bridge)
+    return (f"if ! ip link show dev {b} >/dev/null 2>&1; then\n"
+            f"  ip link add name {b} type bridge 2>/dev/null || ip link show dev {b} >/dev/null\n"
+            f"  ip link set dev {b} alias {MARK}\n"
+            "fi\n"
+            f"ip link set dev {b} up\n")
+
+
+def ensure_port(bridge: str, dev: str) -> str:
+    """Shell lines: after them ``dev`` exists, is up and is a port of ``bridge``."""
+    b, d = shlex.quote(bridge), shlex.quote(dev)
+    return (f"ip link show dev {d} >/dev/null\n"
+            f'if [ "$(basename "$(readlink /sys/class/net/{d}/master 2>/dev/null)")" != {b} ]; '
+            f"then ip link set dev {d} master {b}; fi\n"
+            f"ip link set dev {d} up\n")
+
+
+def remove_if_unused(bridge: str, keep: tuple[str, ...] = ()) -> str:
+    """Shell lines: ``bridge`` is deleted when this driver made it and no port but ``keep``
+    (devices the driver itself put there) is left in it."""
+    b = shlex.quote(bridge)
+    skip = " ".join(shlex.quote(k) for k in keep)
+    return (f'if [ "$(cat /sys/class/net/{b}/ifalias 2>/dev/null)" = {MARK} ]; then\n'
+            "  used=0\n"
+            f"  for p in $(ls /sys/class/net/{b}/brif 2>/dev/null); do\n"
+            f'    case " {skip} " in *" $p "*) ;; *) used=1 ;; esac\n'
+            "  done\n"
+            f"  if [ $used = 0 ]; then\n"
+            + "".join(f"    ip link del dev {shlex.quote(k)} 2>/dev/null || true\n" for k in keep)
+            + f"    ip link del dev {b} 2>/dev/null || true\n"
+            "  fi\n"
+            "fi\n")
+
+
+class BridgeVN(VNDriver):
+    """Options: ``ssh_command``, ``ssh_user``, ``netns`` and ``timeout`` (see
+    :mod:`drivers.vn.host`), ``keep_empty_bridge`` (default ``yes``)."""
+
+    capabilities = frozenset({VNCapability.BRIDGE})
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.shell = HostShell(self.options)
+        self.keep_empty_bridge = is_yes(self.options.get("keep_empty_bridge", "yes"))
+
+    @staticmethod
+    def bridges(vm: VMSpec) -> Iterator[tuple[str, NicSpec]]:
+        """Each distinct bridge of the NICs, with the first NIC on it."""
+        seen: set[str] = set()
+        for nic in vm.nics:
+            bridge = names.bridge_of(nic)
+            if bridge not in seen:
+                seen.add(bridge)
+                yield bridge, nic
+
+    def uplink(self, nic: NicSpec, bridge: str) -> str:
+        """Shell lines that put the NIC's way off the host (its PHYDEV) into its bridge."""
+        phydev = names.phydev_of(nic)
+        return ensure_port(bridge, phydev) if phydev else ""
+
+    def own_ports(self, nic: NicSpec) -> tuple[str, ...]:
+        """Devices this driver made in the NIC's bridge, removed with it (PHYDEV is the
+        host's and stays)."""
+        return ()
+
+    def pre_script(self, vm: VMSpec) -> str:
+        return "".join(ensure_bridge(bridge) + self.uplink(nic, bridge)
+                       for bridge, nic in self.bridges(vm))
+
+    def clean_script(self, vm: VMSpec) -> str:
+        if self.keep_empty_bridge:
+            return ""
+        return "".join(remove_if_unused(bridge, self.own_ports(nic))
+                       for bridge, nic in self.bridges(vm))
+
+    def pre(self, host: HostRef, vm: VMSpec) -> None:
+        for nic in vm.nics:  # refused before the host is touched
+            names.target_of(nic)
+        script = self.pre_script(vm)
+        if script:
+            self.shell.run(host, script, f"network setup of VM {vm.id}")
+
+    def post(self, host: HostRef, vm: VMSpec) -> None:
+        """Nothing: the container's interfaces join their bridge as libvirt starts it."""
+
+    def clean(self, host: HostRef, vm: VMSpec) -> None:
+        script = self.clean_script(vm)
+        if script:
+            self.shell.run(host, script, f"network cleanup of VM {vm.id}")
