@@ -44,27 +44,44 @@ class Filesystem:
 
 @dataclass
 class Route:
-    """A static route given to the container through its interface."""
+    """A static route given to the container through its interface (default: the default
+    route of ``family``)."""
 
     gateway: str
-    address: str = "0.0.0.0"
+    address: str | None = None
     prefix: int = 0
+    family: str = "ipv4"
 
     def to_element(self) -> Element:
+        address = self.address or ("::" if self.family == "ipv6" else "0.0.0.0")
         return etree.Element(
-            "route", family="ipv4", address=self.address, prefix=str(self.prefix),
+            "route", family=self.family, address=address, prefix=str(self.prefix),
             gateway=self.gateway,
         )
 
 
 @dataclass
+class Address:
+    """An address libvirt sets on the container's end of an interface."""
+
+    address: str
+    prefix: int | None = None
+
+    def to_element(self) -> Element:
+        attrs = {"address": self.address}
+        if self.prefix is not None:
+            attrs["prefix"] = str(self.prefix)
+        return etree.Element("ip", attrs)
+
+
+@dataclass
 class BridgeInterface:
-    """A veth pair whose host end joins ``bridge`` (``<interface type='bridge'>``)."""
+    """A veth pair whose host end, ``target``, joins ``bridge`` (``<interface
+    type='bridge'>``); its container end gets the MAC and addresses."""
 
     bridge: str
     mac: str | None = None
-    ip: str | None = None
-    prefix: int | None = None
+    addresses: list[Address] = field(default_factory=list)
     target: str | None = None
     routes: list[Route] = field(default_factory=list)
 
@@ -73,11 +90,8 @@ class BridgeInterface:
         if self.mac:
             _sub(iface, "mac", address=self.mac)
         _sub(iface, "source", bridge=self.bridge)
-        if self.ip:
-            ip_attrs = {"address": self.ip}
-            if self.prefix is not None:
-                ip_attrs["prefix"] = str(self.prefix)
-            _sub(iface, "ip", **ip_attrs)
+        for address in self.addresses:
+            iface.append(address.to_element())
         if self.target:
             _sub(iface, "target", dev=self.target)
         for route in self.routes:

@@ -8,6 +8,11 @@ Plain functions that read the VM (its resolved disks, NICs and TEMPLATE, with th
 CPU quota = CPU x period besides the shares), ``LXC_UNPRIVILEGED`` (YES: map ids 0..65535 to
 100000..), ``LXC_IDMAP`` (``"start:target:count"`` for uids and gids, or a mapping with ``UID``
 and ``GID`` in that form, several ranges comma-separated) and ``RAW`` (``TYPE="lxc"``, ``DATA``).
+
+Each NIC becomes an interface on its ``BRIDGE`` whose host end is the NIC's TARGET, with its
+``MAC``, its ``IP`` (prefix from ``NETWORK_MASK``, default /24), ``IP6``/``IP6_GLOBAL``/
+``IP6_ULA`` (prefix ``IP6_PREFIX_LENGTH``, default /64), the IPs of its NIC_ALIASes, and a
+default route through ``GATEWAY`` / ``GATEWAY6``: the container comes up configured.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from drivers.vn import names
 from oneserver.driver_contract import DiskSpec, DriverError, NicSpec, VMSpec
 
 from .domain_xml import (
+    Address,
     BridgeInterface,
     CpuTune,
     Filesystem,
@@ -117,23 +124,52 @@ def build_filesystems(vm: VMSpec) -> list[Filesystem]:
     return mounts
 
 
+IP6_KEYS = ("IP6", "IP6_GLOBAL", "IP6_ULA")
+
+
 def build_interface(vm: VMSpec, nic: NicSpec) -> BridgeInterface:
+    """The interface of ``nic``; every value is checked (DriverError names the bad one)."""
     if not nic.bridge:
         raise DriverError(f"VM {vm.id}: NIC {nic.nic_id} has no BRIDGE")
-    prefix = None
+    what = f"VM {vm.id}: NIC {nic.nic_id}"
     routes: list[Route] = []
-    if nic.ip:
-        prefix = _prefix(vm, nic)
-        gateway = nic.attrs.get("GATEWAY")
-        if gateway:
-            routes.append(Route(gateway=gateway))
-    target = f"one-{vm.id}-{nic.nic_id}"
+    gateway = nic.attrs.get("GATEWAY")
+    if nic.ip and gateway:
+        routes.append(Route(gateway=str(names.ip(gateway, f"{what} GATEWAY"))))
+    gateway6 = nic.attrs.get("GATEWAY6")
+    if gateway6 and any(nic.attrs.get(k) for k in IP6_KEYS):
+        routes.append(Route(gateway=str(names.ip(gateway6, f"{what} GATEWAY6")),
+                            family="ipv6"))
+    addresses = [a for n in (nic, *nic.aliases) for a in _addresses(vm, n)]
+    target = nic.target or f"one-{vm.id}-{nic.nic_id}"
     return BridgeInterface(
-        bridge=nic.bridge, mac=nic.mac, ip=nic.ip, prefix=prefix,
-        # Linux interface names hold at most 15 characters; libvirt picks one otherwise.
-        target=target if len(target) <= 15 else None,
+        bridge=names.ifname(nic.bridge, f"{what} BRIDGE"),
+        mac=names.mac(nic.mac, f"{what} MAC") if nic.mac else None,
+        addresses=addresses,
+        # The VN drivers find the interface by this name (its filters match it).
+        target=names.ifname(target, f"{what} TARGET"),
         routes=routes,
     )
+
+
+def _addresses(vm: VMSpec, nic: NicSpec) -> list[Address]:
+    """The IPv4 and IPv6 addresses of one NIC or NIC_ALIAS."""
+    what = f"VM {vm.id}: NIC {nic.nic_id}"
+    out = []
+    if nic.ip:
+        v4 = names.ip(nic.ip, f"{what} IP")
+        if v4.version != 4:
+            raise DriverError(f"{what} IP {nic.ip!r} is not an IPv4 address")
+        out.append(Address(str(v4), _prefix(vm, nic)))
+    for key in IP6_KEYS:
+        if nic.attrs.get(key):
+            v6 = names.ip(nic.attrs[key], f"{what} {key}")
+            if v6.version != 6:
+                raise DriverError(f"{what} {key} {nic.attrs[key]!r} is not an IPv6 address")
+            length = nic.attrs.get("IP6_PREFIX_LENGTH") or "64"
+            out.append(Address(str(v6), names.number(length, f"{what} IP6_PREFIX_LENGTH",
+                                                     0, 128)))
+    return out
 
 
 def _prefix(vm: VMSpec, nic: NicSpec) -> int:
@@ -141,9 +177,12 @@ def _prefix(vm: VMSpec, nic: NicSpec) -> int:
     try:
         if "." in raw:
             return ipaddress.IPv4Network(f"0.0.0.0/{raw}").prefixlen
-        return int(raw)
+        prefix = int(raw)
     except ValueError as exc:
         raise DriverError(f"VM {vm.id}: NIC {nic.nic_id} has a bad mask {raw!r}") from exc
+    if not 0 <= prefix <= 32:
+        raise DriverError(f"VM {vm.id}: NIC {nic.nic_id} has a bad mask {raw!r}")
+    return prefix
 
 
 def build_idmap(template: Mapping[str, Any]) -> IdMap | None:

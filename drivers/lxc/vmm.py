@@ -105,6 +105,7 @@ class LxcVMM(VMMDriver):
         # Cold migration is the core's: stop here, the TM moves the directory, deploy there.
         Capability.MIGRATE_COLD,
     })
+    runs_vn_drivers = True
 
     def __init__(self, options: Mapping[str, Any] | None = None,
                  pool: ConnectionPool | None = None) -> None:

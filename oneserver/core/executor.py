@@ -10,10 +10,16 @@ last step left it (it goes on with that state's step; a settled VM leaves nothin
 changed by someone else since (a ``recover``, a newer action, the monitor): then it is
 superseded, touches nothing, and the operations queued after it deal with the VM. A step cut
 short by a crash simply runs again: driver calls converge when repeated (deploy returns the
-running domain, cancel and epilog succeed when nothing is left)."""
+running domain, cancel and epilog succeed when nothing is left).
+
+The VN drivers of a VM's NICs (``VN_MAD``) run as steps of the VMM's, as OpenNebula's VMM
+driver runs its VNM actions: ``pre`` before each deploy and ``post`` after it (BOOT*), ``clean``
+once the domain is gone from a host (after shutdown or cancel, and when a migration leaves
+the source); they converge when repeated, as the others do."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,7 +31,7 @@ from oneserver import db, lifecycle, operations, store
 from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
-from oneserver.driver_contract import DriverError
+from oneserver.driver_contract import DriverError, HostRef, NicSpec, VMSpec
 from oneserver.vmstate import Lcm, VmState
 
 log = logging.getLogger("oneserver.core")
@@ -244,10 +250,21 @@ class Executor:
 
     def _boot(self, op: db.Operation, vm: Doc) -> Doc:
         host, vmm, _ = self._drivers(op, vm)
+        ref, spec = host_ref(host), vm_spec(vm, vmm)
         try:
-            deploy_id = self.registry.call("vmm", vmm, "deploy", host_ref(host),
-                                           vm_spec(vm, vmm))
+            self._network("pre", ref, vmm, spec)
+            deploy_id = self.registry.call("vmm", vmm, "deploy", ref, spec)
         except DriverError as exc:
+            self._undo_network(ref, vmm, spec)
+            return self._deploy_failed(op, f"Error deploying virtual machine: {exc}")
+        try:
+            self._network("post", ref, vmm, spec)
+        except DriverError as exc:  # a container must not run without its filters
+            try:
+                self.registry.call("vmm", vmm, "cancel", ref, spec)
+            except DriverError:
+                log.exception("VM %s: cancel after a failed network setup", vm["id"])
+            self._undo_network(ref, vmm, spec)
             return self._deploy_failed(op, f"Error deploying virtual machine: {exc}")
         return self._advance(op, deploy_id=deploy_id)
 
@@ -259,6 +276,7 @@ class Executor:
                 self.registry.call("vmm", vmm, "cancel", ref, spec)
             else:
                 self.registry.call("vmm", vmm, "shutdown", ref, spec, self.shutdown_timeout)
+            self._network("clean", ref, vmm, spec)
         except DriverError as exc:
             return self._fail(op, f"Error shutting down virtual machine: {exc}")
         return self._advance(op)
@@ -271,6 +289,7 @@ class Executor:
         if op.args.get("cancel"):
             try:
                 self.registry.call("vmm", vmm, "cancel", ref, spec)
+                self._network("clean", ref, vmm, spec)
             except DriverError as exc:
                 return self._fail(op, f"Error canceling virtual machine: {exc}")
         keep = vm["lcm_state"] != Lcm.EPILOG
@@ -290,9 +309,10 @@ class Executor:
     def _save_migrate(self, op: db.Operation, vm: Doc) -> Doc:
         """Cold migration, first step: stop the VM on the host it leaves."""
         src, vmm, _ = self._drivers(op, vm, op.args.get("from", -1))
+        ref, spec = host_ref(src), vm_spec(vm, vmm)
         try:
-            self.registry.call("vmm", vmm, "shutdown", host_ref(src), vm_spec(vm, vmm),
-                               self.shutdown_timeout)
+            self.registry.call("vmm", vmm, "shutdown", ref, spec, self.shutdown_timeout)
+            self._network("clean", ref, vmm, spec)
         except DriverError as exc:
             return self._fail(op, f"Error saving virtual machine: {exc}")
         return self._advance(op)
@@ -338,6 +358,42 @@ class Executor:
     def _resize(self, op: db.Operation, vm: Doc) -> Doc:
         return self._vmm_step(op, vm, "resize")
 
+    # ------------------------------------------------------------------ networks
+
+    def _networks(self, vmm: str, spec: VMSpec) -> list[tuple[str, VMSpec]]:
+        """(VN driver, the VM with only that driver's NICs) for each VN_MAD of the VM's
+        NICs, in NIC order; none on hosts whose VMM drives models (dummy, sim)."""
+        if not getattr(self.registry.driver("vmm", vmm), "runs_vn_drivers", False):
+            return []
+        by_driver: dict[str, list[NicSpec]] = {}
+        for nic in spec.nics:
+            if nic.vn_mad:
+                by_driver.setdefault(nic.vn_mad, []).append(nic)
+        return [(name, dataclasses.replace(spec, nics=tuple(nics)))
+                for name, nics in by_driver.items()]
+
+    def _network(self, method: str, ref: HostRef, vmm: str, spec: VMSpec) -> None:
+        """``method`` (pre, post, clean) of every VN driver of the VM. A clean goes on with
+        the other drivers after one failed (each removes its own), then raises the first."""
+        failure: DriverError | None = None
+        for name, part in self._networks(vmm, spec):
+            try:
+                self.registry.call("vn", name, method, ref, part)
+            except DriverError as exc:
+                if method != "clean":
+                    raise
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _undo_network(self, ref: HostRef, vmm: str, spec: VMSpec) -> None:
+        """After a failed deploy: what the VN drivers set up goes (the failure is what the
+        VM shows; a clean that fails too is logged, and runs again with the cleanup)."""
+        try:
+            self._network("clean", ref, vmm, spec)
+        except DriverError:
+            log.exception("VM %s: network cleanup after a failed deploy", spec.id)
+
     # ------------------------------------------------------------------ stateless operations
 
     def _clean(self, op: db.Operation, cancel: bool) -> None:
@@ -349,6 +405,7 @@ class Executor:
         ref, spec = host_ref(host), vm_spec(vm, vmm)
         if cancel:
             self.registry.call("vmm", vmm, "cancel", ref, spec)
+            self._network("clean", ref, vmm, spec)
         self.registry.call("tm", tm, "epilog", ref, spec, False)
 
     def _restart(self, op: db.Operation, method: str) -> None:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from oneserver import numeric, settings, store
-from oneserver.driver_contract import DiskSpec, HostRef, NicSpec, VMSpec
+from oneserver.driver_contract import DiskSpec, HostRef, NicSpec, SecurityRule, VMSpec
 from oneserver.template import Template
 
 
@@ -73,17 +73,55 @@ def vm_spec(vm: dict[str, Any], vm_mad: str, vm_dir: str | None = None) -> VMSpe
             size_mb=_int(d["SIZE"], 0) if "SIZE" in d else None,
             attrs=dict(d),
         ))
-    nics = [
-        NicSpec(nic_id=_int(n.get("NIC_ID", str(i)), i), bridge=n.get("BRIDGE"),
-                mac=n.get("MAC"), ip=n.get("IP"), attrs=dict(n))
-        for i, n in enumerate(tmpl.vectors("NIC"))
-    ]
     return VMSpec(
         id=vm["id"], name=vm["name"],
         cpu=_float(tmpl.get_str("CPU", "1") or "1", 1.0),
         vcpu=_int(tmpl.get_str("VCPU", "1") or "1", 1),
         memory_mb=_int(tmpl.get_str("MEMORY", "0"), 0),
-        disks=tuple(disks), nics=tuple(nics), template=tmpl.as_dict(),
+        disks=tuple(disks), nics=nic_specs(vm["id"], tmpl),
+        security_rules=security_rules(tmpl), template=tmpl.as_dict(),
         deploy_id=vm["deploy_id"] or None,
         vm_dir=vm_dir or vm.get("vm_dir") or _default_vm_dir(vm),
     )
+
+
+def _nic(vm_id: int, nic: dict[str, str], default_id: int,
+         aliases: tuple[NicSpec, ...] = ()) -> NicSpec:
+    nic_id = _int(nic.get("NIC_ID", str(default_id)), default_id)
+    return NicSpec(
+        nic_id=nic_id, bridge=nic.get("BRIDGE") or None, mac=nic.get("MAC") or None,
+        ip=nic.get("IP") or None, attrs=dict(nic),
+        # oned names the host end one-<vm id>-<nic id>; a NIC written without it gets the same.
+        target=nic.get("TARGET") or f"one-{vm_id}-{nic_id}",
+        vn_mad=nic.get("VN_MAD") or None, aliases=aliases)
+
+
+def nic_specs(vm_id: int, tmpl: Template) -> tuple[NicSpec, ...]:
+    """The NICs, each with the NIC_ALIAS entries whose PARENT_ID (or PARENT name) is it."""
+    nics = tmpl.vectors("NIC")
+    aliases = tmpl.vectors("NIC_ALIAS")
+    out = []
+    for i, nic in enumerate(nics):
+        nic_id = nic.get("NIC_ID", str(i))
+        mine = tuple(
+            _nic(vm_id, a, len(nics) + j) for j, a in enumerate(aliases)
+            if a.get("PARENT_ID") == nic_id or (a.get("PARENT") and a.get("PARENT")
+                                                  == nic.get("NAME", f"NIC{nic_id}")))
+        out.append(_nic(vm_id, nic, i, mine))
+    return tuple(out)
+
+
+def security_rules(tmpl: Template) -> tuple[SecurityRule, ...]:
+    """The VM's SECURITY_GROUP_RULE vectors (oned copies in the rules of every group its
+    NICs name); one without a group id, protocol or direction is no rule."""
+    out = []
+    for r in tmpl.vectors("SECURITY_GROUP_RULE"):
+        sg_id = numeric.to_int(r.get("SECURITY_GROUP_ID", ""), 32)
+        if sg_id is None or not r.get("PROTOCOL") or not r.get("RULE_TYPE"):
+            continue
+        out.append(SecurityRule(
+            security_group_id=sg_id, protocol=r["PROTOCOL"], rule_type=r["RULE_TYPE"],
+            range=r.get("RANGE") or None, icmp_type=r.get("ICMP_TYPE") or None,
+            icmpv6_type=r.get("ICMPV6_TYPE") or None, ip=r.get("IP") or None,
+            size=r.get("SIZE") or None, network_id=r.get("NETWORK_ID") or None))
+    return tuple(out)

@@ -56,7 +56,26 @@ def raw() -> VMSpec:
     )
 
 
-ALL = {"minimal": minimal, "full": full, "raw": raw}
+def network() -> VMSpec:
+    """NICs as oned writes them: IPv4 and IPv6 addresses, a NIC_ALIAS, gateways, TARGET."""
+    alias = NicSpec(2, ip="10.213.0.12", attrs={"PARENT_ID": "0", "NETWORK_MASK": "24"})
+    return VMSpec(
+        id=9, name="network", cpu=0.5, vcpu=1, memory_mb=64,
+        disks=(DiskSpec(0, "/images/rootfs"),),
+        nics=(
+            NicSpec(0, bridge="onebr0", mac="02:00:0A:D5:00:0B", ip="10.213.0.11",
+                    target="one-9-0", vn_mad="fw", aliases=(alias,),
+                    attrs={"NETWORK_MASK": "255.255.255.0", "GATEWAY": "10.213.0.1",
+                           "IP6": "fd00:213::b", "IP6_PREFIX_LENGTH": "48",
+                           "GATEWAY6": "fd00:213::1", "SECURITY_GROUPS": "0"}),
+            NicSpec(1, bridge="onebr1", mac="02:00:0a:d5:01:0b", target="one-9-1",
+                    vn_mad="bridge"),
+        ),
+        vm_dir="/var/lib/oneserver/datastores/0/9",
+    )
+
+
+ALL = {"minimal": minimal, "full": full, "raw": raw, "network": network}
 
 
 def domain(conn: Any, vid: int) -> Any:

@@ -59,7 +59,8 @@ def test_policy_values() -> None:
     assert (dom.cputune.shares, dom.cputune.period, dom.cputune.quota) == (512, 100000, 50000)
     assert [f.target_dir for f in dom.filesystems] == ["/", "/srv/data", "/media/one-disk.2"]
     assert dom.filesystems[0].source_dir == "/var/lib/oneserver/datastores/0/42/disk.0"
-    assert dom.interfaces[0].prefix == 24 and dom.interfaces[0].target == "one-42-0"
+    assert dom.interfaces[0].addresses[0].prefix == 24
+    assert dom.interfaces[0].target == "one-42-0"
     assert dom.initargs[0] == "-c"
     assert dom.privnet
 
@@ -77,6 +78,16 @@ def test_defaults() -> None:
     ({"vm_dir": None}, "prolog must run first"),
     ({"nics": (NicSpec(0),)}, "no BRIDGE"),
     ({"nics": (NicSpec(0, bridge="b", ip="10.213.0.2", attrs={"PREFIX": "x"}),)}, "bad mask"),
+    ({"nics": (NicSpec(0, bridge="b", ip="10.213.0.2", attrs={"PREFIX": "33"}),)}, "bad mask"),
+    ({"nics": (NicSpec(0, bridge="b; reboot"),)}, "BRIDGE .* not a valid interface name"),
+    ({"nics": (NicSpec(0, bridge="-b"),)}, "not a valid interface name"),
+    ({"nics": (NicSpec(0, bridge="b", target="one-1-0-much-too-long"),)}, "TARGET"),
+    ({"nics": (NicSpec(0, bridge="b", mac="02:00:0a:d5:00:2a'/>"),)}, "not a MAC"),
+    ({"nics": (NicSpec(0, bridge="b", ip="10.213.0.300"),)}, "not an IP address"),
+    ({"nics": (NicSpec(0, bridge="b", ip="fd00::1"),)}, "not an IPv4 address"),
+    ({"nics": (NicSpec(0, bridge="b", attrs={"IP6": "10.213.0.1"}),)}, "not an IPv6"),
+    ({"nics": (NicSpec(0, bridge="b", ip="10.213.0.2", attrs={"GATEWAY": "x"}),)},
+     "GATEWAY 'x' is not an IP"),
     ({"template": {"LXC_IDMAP": "0:1"}}, "start:target:count"),
     ({"template": {"RAW": {"TYPE": "lxc", "DATA": "<a>"}}}, "not well-formed"),
     ({"memory_mb": 0}, "MEMORY"),
