@@ -37,26 +37,28 @@ def ensure_bridge(bridge: str) -> str:
 
 
 def ensure_port(bridge: str, dev: str) -> str:
-    """Shell lines: after them ``dev`` exists, is up and is a port of ``bridge``."""
+    """Shell lines: after them ``dev`` exists, is up and is a port of ``bridge``. (Through
+    ``ip``, not /sys: sysfs shows the interfaces of the namespace that mounted it, which need
+    not be the one the commands run in.)"""
     b, d = shlex.quote(bridge), shlex.quote(dev)
-    return (f"ip link show dev {d} >/dev/null\n"
-            f'if [ "$(basename "$(readlink /sys/class/net/{d}/master 2>/dev/null)")" != {b} ]; '
-            f"then ip link set dev {d} master {b}; fi\n"
+    return (f"case \"$(ip -o link show dev {d})\" in *\" master \"{b}\" \"*) ;; "
+            f"*) ip link set dev {d} master {b} ;; esac\n"
             f"ip link set dev {d} up\n")
 
 
 def remove_if_unused(bridge: str, keep: tuple[str, ...] = ()) -> str:
-    """Shell lines: ``bridge`` is deleted when this driver made it and no port but ``keep``
-    (devices the driver itself put there) is left in it."""
+    """Shell lines: ``bridge`` is deleted when this driver made it (its alias) and no port
+    but ``keep`` (devices the driver itself put there) is left in it."""
     b = shlex.quote(bridge)
     skip = " ".join(shlex.quote(k) for k in keep)
-    return (f'if [ "$(cat /sys/class/net/{b}/ifalias 2>/dev/null)" = {MARK} ]; then\n'
+    return (f"if ip -o link show dev {b} 2>/dev/null | grep -q ' alias {MARK}$'; then\n"
             "  used=0\n"
-            f"  for p in $(ls /sys/class/net/{b}/brif 2>/dev/null); do\n"
+            f"  for p in $(ip -o link show master {b} | cut -d: -f2 | cut -d@ -f1); do\n"
             f'    case " {skip} " in *" $p "*) ;; *) used=1 ;; esac\n'
             "  done\n"
-            f"  if [ $used = 0 ]; then\n"
-            + "".join(f"    ip link del dev {shlex.quote(k)} 2>/dev/null || true\n" for k in keep)
+            "  if [ $used = 0 ]; then\n"
+            + "".join(f"    ip link del dev {shlex.quote(k)} 2>/dev/null || true\n"
+                      for k in keep)
             + f"    ip link del dev {b} 2>/dev/null || true\n"
             "  fi\n"
             "fi\n")
