@@ -13,6 +13,9 @@ from oneserver.template import Template, parse_text
 # The default configuration: the checkout's etc/ (oneserver/etc links to it), shipped inside
 # the package by a non-editable install.
 ETC = (Path(__file__).parent / "etc").resolve()
+# oned's default is 1 GiB; a request is held in memory whole before it is parsed, and no call
+# needs more than a few MB.
+MESSAGE_SIZE = 32 * 1024 * 1024
 
 
 @dataclass
@@ -36,6 +39,11 @@ class Settings:
     def datastores_dir(self) -> str:
         return self.oned_conf.get_str("DATASTORE_LOCATION") or os.path.join(
             self.data_dir, "datastores")
+
+    @property
+    def message_size(self) -> int:
+        """The longest XML-RPC request accepted, in bytes (oned.conf's MESSAGE_SIZE)."""
+        return self.conf_int("MESSAGE_SIZE", MESSAGE_SIZE)
 
     def conf_int(self, name: str, default: int) -> int:
         try:

@@ -1,11 +1,18 @@
 """``oneserver serve`` as a small process supervisor: the API (a gunicorn master with its
 workers) and the core run as two child processes. A core that dies is started again (its
 unfinished operations resume from the database); if the API dies, everything stops. The core
-is deliberately not a child of the gunicorn master, which reaps any child it sees."""
+is deliberately not a child of the gunicorn master, which reaps any child it sees.
+
+Nothing outlives the supervisor: its children and the gunicorn workers are killed by the kernel
+when their parent dies (``PR_SET_PDEATHSIG``), whatever a dead child started is ended before it
+is replaced, and a ``serve`` started after a killed one ends what that one left running
+(``pidfile``) before it binds its port."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -14,8 +21,27 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from oneserver import settings
+from oneserver.pidfile import Busy, PidFile, sweep
+
 log = logging.getLogger("oneserver")
 STOP_TIMEOUT = 15.0
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, however it dies; exit now if
+    it is already gone. Called in a new child, by the thread that forked it (the signal follows
+    the death of that thread)."""
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+# Settings that only newer gunicorns have (and older ones refuse).
+NEWER_GUNICORN = frozenset({"control_socket_disable"})
 
 
 class GunicornApp(BaseApplication):  # type: ignore[misc]
@@ -29,10 +55,13 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key in NEWER_GUNICORN and key not in self.cfg.settings:
+                continue
             self.cfg.set(key, value)
         data_dir, db_url, etc_dir = self.data_dir, self.db_url, self.etc_dir
 
         def post_fork(server: Any, worker: Any) -> None:
+            die_with_parent(server.pid)  # a killed master leaves no worker on the port
             from oneserver import wsgi
             wsgi.setup(data_dir, db_url, etc_dir)
 
@@ -46,9 +75,13 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
 def run_api(host: str, port: int, workers: int, data_dir: str, db_url: str,
             etc_dir: str | None) -> None:
     GunicornApp({
-        "bind": f"{host}:{port}", "workers": workers, "worker_class": "sync", "timeout": 60,
-        "graceful_timeout": 10, "accesslog": None, "loglevel": "warning",
-        "preload_app": False,
+        "bind": f"{host}:{port}", "workers": workers,
+        "worker_class": "oneserver.http_worker.EventWorker", "worker_connections": 256,
+        "keepalive": 5, "timeout": 60, "graceful_timeout": 10, "accesslog": None,
+        "loglevel": "warning", "preload_app": False,
+        # gunicorn >= 25.1 opens a control socket at one path per user, shared by every
+        # server on the machine (and removed by whichever stops first); we have no use for it.
+        "control_socket_disable": True,
     }, data_dir, db_url, etc_dir).run()
 
 
@@ -59,8 +92,10 @@ class Child:
     restart: bool
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv)
+    def start(self, env: dict[str, str]) -> None:
+        parent = os.getpid()
+        self.proc = subprocess.Popen(self.argv, env=env,
+                                     preexec_fn=lambda: die_with_parent(parent))
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -75,6 +110,15 @@ class Child:
 
 def supervise(children: list[Child]) -> int:
     """Run the children until SIGTERM/SIGINT or until a child that must not restart exits."""
+    pidfile = PidFile(settings.current().data_dir)
+    try:
+        ended = pidfile.claim()
+    except Busy as exc:
+        log.error("%s", exc)
+        return 1
+    if ended:
+        log.warning("ended %d process(es) left running by a killed serve: %s", len(ended),
+                    " ".join(map(str, ended)))
     stopping = threading.Event()
     code = 0
 
@@ -83,23 +127,27 @@ def supervise(children: list[Child]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for child in children:
-        child.start()
     try:
+        for child in children:
+            child.start(pidfile.env(child.name))
         while not stopping.wait(0.5):
             for child in children:
                 assert child.proc is not None
                 rc = child.proc.poll()
                 if rc is None:
                     continue
+                # What the dead child started (workers, driver commands) goes with it, so
+                # that nothing of it runs beside its successor or holds the port.
+                sweep(pidfile.marker(child.name))
                 if not child.restart:
                     log.error("%s exited with %s; stopping", child.name, rc)
                     code = rc or 1
                     stopping.set()
                     break
                 log.error("%s exited with %s; starting it again", child.name, rc)
-                child.start()
+                child.start(pidfile.env(child.name))
     finally:
         for child in children:  # the API first: no new work arrives while the core stops
             child.stop()
+        pidfile.release()
     return code

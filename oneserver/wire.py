@@ -23,7 +23,6 @@ FAULT_INTERNAL = -500
 FAULT_PARSE = -503
 FAULT_TYPE = -501
 FAULT_NO_METHOD = -506
-FAULT_LIMIT = -509
 
 NOT_A_CALL = "Call XML not a proper XML-RPC call.  "  # how xmlrpc-c begins a parse fault
 MAX_NESTING = 63  # arrays/structs inside one parameter (xmlrpc-c's nesting limit of 64 values)
@@ -185,3 +184,10 @@ def fault(code: int, message: str) -> bytes:
         f"<member><name>faultString</name>\r\n<value><string>{escape(message)}</string></value>"
         "</member>\r\n</struct></value>\r\n</fault>\r\n</methodResponse>\r\n"
     ).encode()
+
+
+def error_page(status: int, explanation: str) -> bytes:
+    """The HTML body xmlrpc-c's HTTP server (oned's) sends with an HTTP error status, e.g.
+    500 "XML-RPC request too large (N bytes)" for a call longer than MESSAGE_SIZE."""
+    return (f"<HTML><HEAD><TITLE>Error {status}</TITLE></HEAD><BODY><H1>Error {status}</H1>"
+            f"<P>{explanation}</P></BODY></HTML>").encode()

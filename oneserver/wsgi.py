@@ -1,5 +1,7 @@
 """The WSGI application the API workers serve: one XML-RPC call per POST to ``/RPC2`` or
-``/``. Every failure becomes an OpenNebula failure array or an XML-RPC fault, never a 500."""
+``/``. Every failure of a call becomes an OpenNebula failure array or an XML-RPC fault, never
+a 500; a request that is not a call (another method, no Content-Length, longer than
+MESSAGE_SIZE) gets the HTTP error page oned's xmlrpc-c server sends."""
 
 from __future__ import annotations
 
@@ -12,11 +14,8 @@ from oneserver.errors import INTERNAL, Fault, OneError
 
 log = logging.getLogger("oneserver.api")
 
-MAX_BODY = 32 * 1024 * 1024  # bytes; oned's MESSAGE_SIZE is larger, but nobody sends that much
-NOT_POST = (
-    b"<HTML><HEAD><TITLE>Error 405</TITLE></HEAD><BODY><H1>Error 405</H1>"
-    b"<P>POST is the only HTTP method this server understands</P></BODY></HTML>"
-)
+NOT_POST = wire.error_page(405, "POST is the only HTTP method this server understands")
+NO_LENGTH = wire.error_page(411, "You must send a content-length HTTP header in an XML-RPC call.")
 HEADERS = [("Content-Type", "text/xml; charset=utf-8")]
 
 StartResponse = Callable[..., Any]
@@ -37,34 +36,27 @@ def handle(body: bytes) -> list[bytes]:
         return [wire.failure(f"[{method}] Internal error, see the server log.", INTERNAL, -1)]
 
 
-def _read_body(environ: dict[str, Any]) -> bytes | None:
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        try:
-            n = int(length)
-        except ValueError:
-            return b""
-        if n > MAX_BODY:
-            return None
-        return stream.read(n)
-    data = stream.read(MAX_BODY + 1)  # chunked: read at most the limit
-    return None if len(data) > MAX_BODY else data
+def _page(start_response: StartResponse, status: str, page: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/html"), ("Content-Length", str(len(page)))])
+    return [page]
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     if environ.get("REQUEST_METHOD") != "POST":
-        start_response("405 Method Not Allowed", [("Content-Type", "text/html"),
-                                                  ("Content-Length", str(len(NOT_POST)))])
-        return [NOT_POST]
+        return _page(start_response, "405 Method Not Allowed", NOT_POST)
     if environ.get("PATH_INFO", "/") not in ("/RPC2", "/", ""):
         start_response("404 Not Found", [("Content-Length", "0")])
         return [b""]
-    body = _read_body(environ)
-    if body is None:
-        out = [wire.fault(wire.FAULT_LIMIT, f"Request too large (limit {MAX_BODY} bytes)")]
-    else:
-        out = handle(body)
+    # As xmlrpc-c: the length is checked before a byte of the body is read (the worker has
+    # not buffered a body it may not read either), and a call without one is refused.
+    length = environ.get("CONTENT_LENGTH", "")
+    if not length.isdigit():  # gunicorn already refused a malformed one
+        return _page(start_response, "411 Length Required", NO_LENGTH)
+    size = int(length)
+    if size > settings.current().message_size:
+        return _page(start_response, "500 Internal Server Error",
+                     wire.error_page(500, f"XML-RPC request too large ({size} bytes)"))
+    out = handle(environ["wsgi.input"].read(size))
     start_response("200 OK", HEADERS + [("Content-Length", str(sum(map(len, out))))])
     return out
 
