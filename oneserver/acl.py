@@ -23,7 +23,8 @@ TYPES = {
 }
 KIND_TYPE = {
     "vm": "VM", "host": "HOST", "user": "USER", "group": "GROUP", "cluster": "CLUSTER",
-    "datastore": "DATASTORE", "template": "TEMPLATE", "image": "IMAGE",
+    "datastore": "DATASTORE", "template": "TEMPLATE", "image": "IMAGE", "vn": "NET",
+    "secgroup": "SECGROUP", "vntemplate": "VNTEMPLATE",
 }
 USE, MANAGE, ADMIN, CREATE = 0x1, 0x2, 0x4, 0x8
 RIGHT_NAMES = {USE: "USE", MANAGE: "MANAGE", ADMIN: "ADMIN", CREATE: "CREATE"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from oneserver import db, settings, store
+from oneserver import db, secgroups, settings, store
 from oneserver.acl import DEFAULT_RULES
 from oneserver.api import hash_password
 from oneserver.template import Template
@@ -66,12 +66,21 @@ def _datastore(oid: int, name: str, type_name: str, ds_mad: str, tm_mad: str, ty
     })
 
 
+def _networking() -> None:
+    """The default security group (SecurityGroupPool: id 0, everything in and out), also in a
+    database made before networks; ids below 100 are the system's."""
+    if not store.exists("secgroup", secgroups.DEFAULT_ID):
+        store.insert("secgroup", secgroups.default_doc())
+        db.bump_oid("secgroup_pool", 99)
+
+
 def bootstrap() -> str | None:
     """Create the initial objects once. Returns a line to print (where the oneadmin password
     is) on the first start, None afterwards."""
     conf = settings.current()
     with db.write_transaction():
         if db.Meta.get_or_none(db.Meta.key == "bootstrapped") is not None:
+            _networking()
             return None
         password, written = oneadmin_password(conf.data_dir)
         _group(0, "oneadmin", [0, 1])
@@ -89,6 +98,7 @@ def bootstrap() -> str | None:
         for i, (user, resource, rights, zone) in enumerate(DEFAULT_RULES):
             db.Acl.create(oid=i, user=user, resource=resource, rights=rights, zone=zone)
         db.bump_oid("acl", len(DEFAULT_RULES) - 1)
+        _networking()
         db.Meta.create(key="bootstrapped", value="1")
     if written:
         return f"oneadmin password written to {written} (oneadmin:{password})"

@@ -118,6 +118,26 @@ class VM(OwnedObject):
     ext_body = pw.TextField(null=True)
 
 
+class VNet(OwnedObject):
+    """A virtual network; its address ranges and their leases live in ``doc`` (leases.py)."""
+
+    parent_id = pw.IntegerField(default=-1, index=True)  # the network a reservation is from
+    short_body = pw.TextField()  # the vnpool.info body: address ranges without leases
+
+    class Meta:
+        table_name = "vnet"
+
+
+class SecGroup(OwnedObject):
+    class Meta:
+        table_name = "secgroup"
+
+
+class VNTemplate(OwnedObject):
+    class Meta:
+        table_name = "vntemplate"
+
+
 class Acl(Base):
     oid = pw.IntegerField(primary_key=True)
     user = pw.BigIntegerField()
@@ -173,7 +193,7 @@ class VMMonitoring(Base):
 
 MODELS: list[type[Base]] = [
     PoolControl, Meta, User, Group, Cluster, Datastore, Host, VMTemplate, VM, Acl, Operation,
-    Lease, HostMonitoring, VMMonitoring, Image,
+    Lease, HostMonitoring, VMMonitoring, Image, VNet, SecGroup, VNTemplate,
 ]
 
 

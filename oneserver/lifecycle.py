@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneserver import leases
 from oneserver.capacity import add_capacity, del_capacity
 from oneserver.errors import action_error
 from oneserver.history import (
@@ -83,6 +84,7 @@ def finish(vm: Doc) -> None:
     set_state(vm, VmState.DONE)
     vm["etime"] = t
     vm["resched"] = 0
+    leases.release_vm(vm)
 
 
 # ----------------------------------------------------------------------------- deploy

@@ -44,4 +44,26 @@ def _double_precision_times(migrator: SchemaMigrator, db: pw.Database) -> None:
                                   ("operation", "started"), ("operation", "finished"))))
 
 
-STEPS: list[Step] = [_unversioned, _double_precision_times]
+def _network_tables(migrator: SchemaMigrator, db: pw.Database) -> None:
+    """Virtual networks (``vnet``), security groups (``secgroup``) and network templates
+    (``vntemplate``): owned objects like VM templates; a network also keeps its parent (a
+    reservation's) and the short body vnpool.info lists."""
+
+    def owned(table: str, **extra: pw.Field) -> type[pw.Model]:
+        fields: dict[str, object] = {
+            "oid": pw.IntegerField(primary_key=True), "name": pw.CharField(index=True),
+            "doc": pw.TextField(), "body": pw.TextField(), "uid": pw.IntegerField(index=True),
+            "gid": pw.IntegerField(index=True), "perms": pw.IntegerField(), **extra,
+        }
+        meta = type("Meta", (), {"database": db, "table_name": table})
+        # Named as the table: peewee names the indexes after the model.
+        return type(table, (pw.Model,), {**fields, "Meta": meta})
+
+    db.create_tables([
+        owned("vnet", parent_id=pw.IntegerField(default=-1, index=True),
+              short_body=pw.TextField()),
+        owned("secgroup"), owned("vntemplate"),
+    ])
+
+
+STEPS: list[Step] = [_unversioned, _double_precision_times, _network_tables]

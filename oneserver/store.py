@@ -12,6 +12,7 @@ from oneserver import db
 from oneserver.documents import host as host_xml
 from oneserver.documents import identity, infra, perms_to_int
 from oneserver.documents import image as image_xml
+from oneserver.documents import network as network_xml
 from oneserver.documents import vm as vm_xml
 from oneserver.errors import not_found
 from oneserver.wire import escape
@@ -70,6 +71,14 @@ KINDS: dict[str, Kind] = {
     "image": Kind(db.Image, "image_pool", "image",
                   lambda d: {**_owned(d), "state": d["state"], "datastore_id": d["datastore_id"],
                              "body": escape(image_xml.image(d))}),
+    "vn": Kind(db.VNet, "network_pool", "virtual network",
+                 lambda d: {**_owned(d), "parent_id": d["parent_id"],
+                            "body": escape(network_xml.vnet(d)),
+                            "short_body": escape(network_xml.vnet_short(d))}),
+    "secgroup": Kind(db.SecGroup, "secgroup_pool", "security group",
+                     lambda d: {**_owned(d), "body": escape(network_xml.secgroup(d))}),
+    "vntemplate": Kind(db.VNTemplate, "vn_template_pool", "virtual network template",
+                       lambda d: {**_owned(d), "body": escape(network_xml.vntemplate(d))}),
 }
 
 # Called with the document just before it is written (inside the caller's transaction), so a

@@ -161,11 +161,13 @@ def load_all() -> None:
         group,
         host,
         image,
+        secgroup,
         system,
         user,
         vm,
         vmpool,
         vmtemplate,
+        vn,
     )
     unlisted = sorted(set(METHODS) - set(TABLE))
     if unlisted:  # fail closed: a method nobody reviewed is not served

@@ -83,6 +83,8 @@ def _shared(prefix: str, kind: str, default: int, *verbs: str) -> dict[str, Oper
 
 # chmod of ADMIN bits (owner_a, group_a, other_a) needs ADMIN on the object (SharedAPI::chmod).
 CHMOD_ADMIN_BITS = ADMIN
+# one.vn.reserve into an existing reservation needs MANAGE on it (besides USE on the parent).
+RESERVATION_TARGET = MANAGE
 
 TABLE: dict[str, Operation] = {
     # --- system: no object -------------------------------------------------------------
@@ -93,7 +95,7 @@ TABLE: dict[str, Operation] = {
     # system datastore; allocate USEs every image it takes) -------------------------------
     **_shared("one.vm", "vm", MANAGE, "info", "update", "rename", "chmod", "chown",
               "lock", "unlock"),
-    "one.vm.allocate": _op("vm", CREATE, image=USE),
+    "one.vm.allocate": _op("vm", CREATE, image=USE, vn=USE, secgroup=USE),
     "one.vm.action": _op("vm", MANAGE),  # refined per action by VM_ACTIONS
     "one.vm.deploy": _op("vm", ADMIN, host=MANAGE, datastore=USE),
     "one.vm.migrate": _op("vm", ADMIN, host=MANAGE, datastore=USE),
@@ -111,7 +113,8 @@ TABLE: dict[str, Operation] = {
               "chmod", "chown", "lock", "unlock"),
     "one.template.allocate": _op("template", CREATE),
     "one.template.clone": _op("template", USE, creates="template"),
-    "one.template.instantiate": _op("template", USE, creates="vm", image=USE),
+    "one.template.instantiate": _op("template", USE, creates="vm", image=USE, vn=USE,
+                                    secgroup=USE),
     "one.templatepool.info": _pool("template"),
     # --- images (ImageAPI: MANAGE; allocate and clone USE the datastore) ----------------
     **_shared("one.image", "image", MANAGE, "info", "update", "rename", "delete", "chmod",
@@ -142,6 +145,8 @@ TABLE: dict[str, Operation] = {
     "one.cluster.delhost": _op("cluster", ADMIN, host=ADMIN),
     "one.cluster.adddatastore": _op("cluster", ADMIN, datastore=ADMIN),
     "one.cluster.deldatastore": _op("cluster", ADMIN, datastore=ADMIN),
+    "one.cluster.addvnet": _op("cluster", ADMIN, vn=ADMIN),
+    "one.cluster.delvnet": _op("cluster", ADMIN, vn=ADMIN),
     "one.clusterpool.info": _pool("cluster"),
     # --- datastores (DatastoreAPI: MANAGE; allocate into a cluster needs ADMIN on it) ----
     **_shared("one.datastore", "datastore", MANAGE, "info", "update", "rename", "delete",
@@ -173,6 +178,28 @@ TABLE: dict[str, Operation] = {
     "one.acl.addrule": _op("acl", MANAGE),
     "one.acl.delrule": _op("acl", MANAGE),
     "one.acl.info": _op("acl", MANAGE),
+    # --- virtual networks (VirtualNetworkAPI: MANAGE; allocate into a cluster needs ADMIN
+    # on it; add_ar/rm_ar ADMIN for a network not made from a VN template; reserve USEs the
+    # parent, and MANAGEs an earlier reservation it adds to: RESERVATION_TARGET) --------
+    **_shared("one.vn", "vn", MANAGE, "info", "update", "rename", "delete", "chmod",
+              "chown", "lock", "unlock"),
+    "one.vn.allocate": _op("vn", CREATE, cluster=ADMIN),
+    "one.vn.add_ar": _op("vn", ADMIN),
+    "one.vn.rm_ar": _op("vn", ADMIN),
+    "one.vn.update_ar": _op("vn", MANAGE),
+    "one.vn.free_ar": _op("vn", MANAGE),
+    "one.vn.hold": _op("vn", MANAGE),
+    "one.vn.release": _op("vn", MANAGE),
+    "one.vn.reserve": _op("vn", USE),
+    "one.vn.recover": _op("vn", MANAGE),
+    "one.vnpool.info": _pool("vn"),
+    # --- security groups (SecurityGroupAPI: MANAGE; clone USEs the source) -------------
+    **_shared("one.secgroup", "secgroup", MANAGE, "info", "update", "rename", "delete",
+              "chmod", "chown"),
+    "one.secgroup.allocate": _op("secgroup", CREATE),
+    "one.secgroup.clone": _op("secgroup", USE, creates="secgroup"),
+    "one.secgroup.commit": _op("secgroup", MANAGE),
+    "one.secgrouppool.info": _pool("secgroup"),
 }
 # oned.conf's VM_ADMIN_OPERATIONS / VM_MANAGE_OPERATIONS (VM_USE_OPERATIONS is empty) for the
 # actions of one.vm.action.
@@ -226,12 +253,23 @@ _VM_OPERATIONS = (("VM_USE_OPERATIONS", None), ("VM_MANAGE_OPERATIONS", None),
 # Ours: where images may be registered from is read by the core, as root, on the front-end.
 DATASTORE_RESTRICTED: tuple[tuple[str, str | None], ...] = (
     ("SAFE_DIRS", None), ("RESTRICTED_DIRS", None))
+# oned.conf VNET_RESTRICTED_ATTR; the AR/ ones apply to each AR of add_ar/update_ar too.
+AR_RESTRICTED = ("VN_MAD", "PHYDEV", "BRIDGE", "FILTER", "FILTER_IP_SPOOFING",
+                 "FILTER_MAC_SPOOFING")
+VNET_RESTRICTED: tuple[tuple[str, str | None], ...] = (
+    *((a, None) for a in ("VN_MAD", "PHYDEV", "QINQ_TYPE", "BRIDGE", "CONF", "BRIDGE_CONF",
+                          "OVS_BRIDGE_CONF", "IP_LINK_CONF", "FILTER", "FILTER_IP_SPOOFING",
+                          "FILTER_MAC_SPOOFING", "CLUSTER_IDS", "EXTERNAL")),
+    *(("AR", a) for a in AR_RESTRICTED),
+)
 RESTRICTED: dict[str, tuple[tuple[str, str | None], ...]] = {
     "vm": VM_RESTRICTED, "template": VM_RESTRICTED, "image": IMAGE_RESTRICTED,
     "user": _VM_OPERATIONS, "group": _VM_OPERATIONS, "datastore": DATASTORE_RESTRICTED,
+    "vn": VNET_RESTRICTED,
 }
 _WHAT = {"vm": "VM Template", "template": "VM Template", "image": "Template",
-         "user": "Template", "group": "Template", "datastore": "Template"}
+         "user": "Template", "group": "Template", "datastore": "Template",
+         "vn": "VNET Template"}
 
 
 def _restricted_values(kind: str, tmpl: Template) -> dict[str, list[Any]]:

@@ -104,4 +104,31 @@ def cluster_deldatastore(ctx: Context, cid: int, ds_id: int) -> int:
     return _datastore_membership(ctx, cid, ds_id, add=False)
 
 
+def _vnet_membership(ctx: Context, cid: int, vn_id: int, add: bool) -> int:
+    with db.write_transaction():
+        cl = c.load_checked(ctx, "cluster", cid, for_update=True)
+        vn = c.load_checked(ctx, "vn", vn_id, for_update=True)
+        if add:
+            cl["vnets"] = sorted({*cl["vnets"], vn_id})
+            vn["clusters"] = sorted({*vn["clusters"], cid})
+        else:
+            if vn_id not in cl["vnets"]:
+                raise OneError(ACTION, f"Virtual network {vn_id} is not in cluster {cid}", cid)
+            cl["vnets"].remove(vn_id)
+            vn["clusters"] = [x for x in vn["clusters"] if x != cid]
+        store.save("cluster", cl)
+        store.save("vn", vn)
+    return cid
+
+
+@api("one.cluster.addvnet", "ii")
+def cluster_addvnet(ctx: Context, cid: int, vn_id: int) -> int:
+    return _vnet_membership(ctx, cid, vn_id, add=True)
+
+
+@api("one.cluster.delvnet", "ii")
+def cluster_delvnet(ctx: Context, cid: int, vn_id: int) -> int:
+    return _vnet_membership(ctx, cid, vn_id, add=False)
+
+
 generic.register("one.cluster", "cluster", "update", "info")

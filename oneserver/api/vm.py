@@ -11,6 +11,7 @@ from oneserver import (
     db,
     history,
     images,
+    leases,
     lifecycle,
     numeric,
     operations,
@@ -102,14 +103,15 @@ def build(ctx: Context, oid: int, given: Template, hold: bool) -> dict[str, Any]
             raise
         raise OneError(ALLOCATE, f"Error allocating a new virtual machine. {exc.message}"
                        ) from None
-    for i, nic in enumerate(system.vectors("NIC")):
-        nic["NIC_ID"] = str(i)
     os_vec = system.vectors("OS")
     if os_vec:
         os_vec[0].setdefault("UUID", str(uuid.uuid4()))
     else:
         system.add("OS", {"UUID": str(uuid.uuid4())})
     system.set("AUTOMATIC_REQUIREMENTS", "!(PIN_POLICY = PINNED)")
+    # NIC / NIC_ALIAS = [NETWORK…]: each takes a lease of its network now, as oned does
+    leases.attach_vm(oid, system, ctx.caller.uid,
+                     lambda kind, obj: ctx.authorize(c.target(kind, obj)))
     system.set("VMID", str(oid))
     on_hold = hold or system.get_str("SUBMIT_ON_HOLD").upper() == "YES"
     return {

@@ -47,6 +47,10 @@ METHODS: dict[str, str] = {
     "one.acl.info": "acl_pool.xsd",
     "one.system.config": "opennebula_configuration.xsd",
     "one.zone.raftstatus": "raft.xsd",
+    "one.vn.info": "vnet.xsd",
+    "one.vnpool.info": "vnet_pool.xsd",
+    "one.secgroup.info": "security_group.xsd",
+    "one.secgrouppool.info": "security_group_pool.xsd",
 }
 # Methods that answer a string which is not a document.
 NOT_DOCUMENTS = {
@@ -139,6 +143,7 @@ class _Scenario:
             self.identity_documents()
             self.infrastructure_documents(hosts)
             self.template_documents()
+            self.network_documents()
             self.system_documents()
         return self.docs
 
@@ -330,3 +335,30 @@ class _Scenario:
         self.take("one.system.config", state="as a plain user: DB hidden",
                   session=self.user_session)
         self.take("one.zone.raftstatus", state="a server outside any HA setup")
+
+    def network_documents(self) -> None:
+        """Networks of every AR type, with leases of VMs, a hold and a reservation, a
+        locked one, and security groups with and without VMs."""
+        sg = self.ok("one.secgroup.allocate", f'NAME="{self.name("sg")}"\nRULE=[PROTOCOL="TCP",'
+                     'RULE_TYPE="inbound",RANGE="22,80:90"]\nDESCRIPTION="a <b> & c"')
+        net = self.ok("one.vn.allocate", f'NAME="{self.name("net")}"\nVN_MAD="dummy"\n'
+                      'BRIDGE="br-doc"\nGATEWAY="10.213.9.1"\nDNS="10.213.0.2"\n'
+                      'AR=[TYPE="IP4",IP="10.213.9.10",SIZE="8"]\n'
+                      'AR=[TYPE="IP6",GLOBAL_PREFIX="2001:db8::",ULA_PREFIX="fd00::",SIZE="4"]\n'
+                      'AR=[TYPE="IP6_STATIC",IP6="2001:db8:1::10",PREFIX_LENGTH="64",SIZE="4"]\n'
+                      'AR=[TYPE="IP4_6",IP="10.213.9.100",GLOBAL_PREFIX="2001:db8:2::",'
+                      'SIZE="4"]\nAR=[TYPE="ETHER",SIZE="4"]', -1)
+        self.take("one.vn.info", net, False, state="a network with every AR type, no lease")
+        self.vm("nic", f'NIC=[NETWORK_ID="{net}",SECURITY_GROUPS="{sg}"]\n'
+                f'NIC_ALIAS=[NETWORK_ID="{net}",PARENT="NIC0"]')
+        self.ok("one.vn.hold", net, 'LEASES=[IP="10.213.9.17"]')
+        self.ok("one.vn.reserve", net, f'SIZE=2\nNAME="{self.name("rsv")}"')
+        self.take("one.vn.info", net, False, state="leases of a VM, a hold and a reservation")
+        self.ok("one.vn.lock", net, 1, False)
+        self.take("one.vn.info", net, False, state="a locked network")
+        self.take("one.vnpool.info", -2, -1, -1, state="every network")
+        self.take("one.vnpool.info", -1, -1, -1, state="as a plain user",
+                  session=self.user_session)
+        self.take("one.secgroup.info", 0, False, state="the default group, used by a VM")
+        self.take("one.secgroup.info", sg, False, state="a group with a rule and a VM")
+        self.take("one.secgrouppool.info", -2, -1, -1, state="every group")

@@ -31,7 +31,8 @@ OWNED = {"owner": {USE, MANAGE, ADMIN}, "member": {USE, MANAGE}, "other": {USE},
          "stranger": {USE}, "admin": ALL}  # permissions 111 110 100, owner alice, group g1
 # What each caller holds on each kind of fixture object (oned's semantics, by hand).
 RIGHTS: dict[str, dict[str, set[int]]] = {
-    "vm": OWNED, "template": OWNED, "image": OWNED, "datastore": OWNED,
+    "vm": OWNED, "template": OWNED, "image": OWNED, "datastore": OWNED, "vn": OWNED,
+    "secgroup": OWNED,
     # Hosts belong to nobody; the default rule "@1 HOST/* MANAGE #0" gives group users MANAGE
     # (not USE: they may deploy there but not read or list hosts).
     "host": {"owner": {MANAGE}, "member": {MANAGE}, "other": {MANAGE}, "stranger": set(),
@@ -56,7 +57,8 @@ RIGHTS: dict[str, dict[str, set[int]]] = {
 # CREATE: "@1 VM+IMAGE+TEMPLATE+…/* CREATE *" for group users; anything else is oneadmin's.
 CREATORS = {"vm": {"owner", "member", "other", "admin"},
             "template": {"owner", "member", "other", "admin"},
-            "image": {"owner", "member", "other", "admin"}}
+            "image": {"owner", "member", "other", "admin"},
+            "secgroup": {"owner", "member", "other", "admin"}}
 
 
 def uniq(prefix: str) -> str:
@@ -120,6 +122,14 @@ class World:
             return gid
         if kind == "acl":
             return self.admin("one.acl.addrule", *acl_rule())
+        if kind == "vn":  # AR 0 has no lease; 10.213.7.11 is free
+            return self.owned(self.admin(
+                "one.vn.allocate", f'NAME="{uniq("vn")}"\nVN_MAD="dummy"\nBRIDGE="br-a"\n'
+                'AR=[TYPE="IP4",IP="10.213.7.10",SIZE="4"]', -1), "vn")
+        if kind == "secgroup":
+            return self.owned(self.admin(
+                "one.secgroup.allocate", f'NAME="{uniq("sg")}"\n'
+                'RULE=[PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="22"]'), "secgroup")
         raise AssertionError(kind)
 
 
@@ -153,6 +163,9 @@ VERBS: dict[str, dict[str, int]] = {
     "cluster": {"info": U, "update": M, "rename": M, "delete": A},
     "user": {"info": U, "update": M, "delete": A},
     "group": {"info": U, "update": A, "delete": A},
+    "vn": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M,
+           "lock": M, "unlock": M},
+    "secgroup": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M},
 }
 
 
@@ -226,6 +239,25 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
     on("one.acl.addrule", lambda w, o: acl_rule(), ("acl", M))
     on("one.acl.delrule", ident, ("acl", M))
     on("one.acl.info", lambda w, o: (), ("acl", M))
+    # virtual networks (VirtualNetworkAPI.h/.cc: MANAGE; add_ar/rm_ar ADMIN for networks not
+    # made from a VN template; reserve USE on the parent; allocate ADMIN on the cluster)
+    on("one.vn.allocate", lambda w, o: (f'NAME="{uniq("vn")}"\nVN_MAD="dummy"\nBRIDGE="b"',
+                                        -1), ("vn", CREATE), ("cluster", A))
+    on("one.vn.add_ar", lambda w, o: (o, 'AR=[TYPE="ETHER",SIZE="2"]'), ("vn", A))
+    on("one.vn.rm_ar", lambda w, o: (o, 0, False), ("vn", A))
+    on("one.vn.free_ar", lambda w, o: (o, 0), ("vn", M))
+    on("one.vn.update_ar", lambda w, o: (o, 'AR=[AR_ID="0",SIZE="5"]'), ("vn", M))
+    on("one.vn.hold", lambda w, o: (o, 'LEASES=[IP="10.213.7.11"]'), ("vn", M))
+    on("one.vn.release", lambda w, o: (o, 'LEASES=[IP="10.213.7.11"]'), ("vn", M))
+    on("one.vn.reserve", lambda w, o: (o, f'SIZE=1\nNAME="{uniq("rsv")}"'), ("vn", U))
+    on("one.vn.recover", lambda w, o: (o, 1), ("vn", M))
+    on("one.cluster.addvnet", lambda w, o: (o, w.new("vn")), ("cluster", A), ("vn", A))
+    on("one.cluster.delvnet", lambda w, o: (o, w.new("vn")), ("cluster", A), ("vn", A))
+    # security groups (SecurityGroupAPI.h: MANAGE; clone USEs the source and CREATEs)
+    on("one.secgroup.allocate", lambda w, o: (f'NAME="{uniq("sg")}"',), ("secgroup", CREATE))
+    on("one.secgroup.clone", lambda w, o: (o, uniq("sgclone")), ("secgroup", U),
+       ("secgroup", CREATE))
+    on("one.secgroup.commit", lambda w, o: (o, False), ("secgroup", M))
     # no object
     for method in ("one.system.version", "one.system.config", "one.zone.raftstatus"):
         on(method, lambda w, o: ())
@@ -246,6 +278,8 @@ POOLS: dict[str, tuple[str, Call]] = {
     "one.datastorepool.info": ("datastore", lambda w, o: ()),
     "one.userpool.info": ("user", lambda w, o: ()),
     "one.grouppool.info": ("group", lambda w, o: ()),
+    "one.vnpool.info": ("vn", lambda w, o: (-2, -1, -1)),
+    "one.secgrouppool.info": ("secgroup", lambda w, o: (-2, -1, -1)),
 }
 api.load_all()
 PLAN = _plan()
@@ -291,11 +325,12 @@ def _object_kind(method: str) -> str | None:
 
 
 WORLD_KINDS = ("vm", "template", "image", "datastore", "host", "cluster", "user", "group",
-               "acl")
+               "acl", "vn", "secgroup")
 
 
 def _snapshot(world: World, kind: str, oid: int) -> str | None:
-    if kind not in ("vm", "template", "image", "user", "group", "cluster"):
+    if kind not in ("vm", "template", "image", "user", "group", "cluster", "vn",
+                    "secgroup"):
         return None
     body = world.admin(f"one.{kind}.info", oid, False)
     return re.sub(r"<(LAST_MON_TIME|SCHED_MESSAGE)>.*?</\1>", "", body)

@@ -39,6 +39,10 @@ FOR_ROOT = {
     "ACL_POOL": "acl_pool.xsd",
     "OPENNEBULA_CONFIGURATION": "opennebula_configuration.xsd",
     "RAFT": "raft.xsd",
+    "VNET": "vnet.xsd",
+    "VNET_POOL": "vnet_pool.xsd",
+    "SECURITY_GROUP": "security_group.xsd",
+    "SECURITY_GROUP_POOL": "security_group_pool.xsd",
     "TEMPLATE": "template.xsd",
 }
 VM_POOL_SHORT, VM_POOL_FULL = "vm_pool.xsd", "vm_pool_extended.xsd"
