@@ -113,7 +113,9 @@ class Executor:
         except Superseded as exc:
             result = f"superseded: {exc}"
         except Exception as exc:  # noqa: BLE001 - record it; the VM takes its failure path
-            if not isinstance(exc, DriverError):  # e.g. a driver that is not installed
+            # A DriverError (e.g. a driver that is not installed) explains itself; anything
+            # else is a bug that needs its traceback.
+            if not isinstance(exc, DriverError):
                 log.exception("operation %s %s of VM %s failed", op.id, op.action, op.vm_id)
             status, result = "failed", str(exc) or repr(exc)
             self._strand(op, result)
