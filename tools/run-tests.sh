@@ -4,7 +4,7 @@
 #   tools/run-tests.sh [pytest args…]
 #
 # As root it installs the Debian packages that are missing (PostgreSQL, libvirt with its LXC
-# driver, busybox, OpenSSH, iproute2, and python3-venv and a compiler for the venv), starts
+# driver, busybox, OpenSSH, iproute2, nftables, and python3-venv and a compiler for the venv), starts
 # PostgreSQL and a local libvirtd, runs pytest, and stops what it started. Root or not, the
 # project goes with its test and lxc extras into a venv of its own, never into the system's
 # Python (Debian's is externally managed, PEP 668): $ONESERVER_VENV, default .venv in the
@@ -20,7 +20,7 @@ mkdir -p "$STATE"
 # libvirt-python (the lxc extra) is built from source: libvirt-dev, pkg-config, gcc, python3-dev.
 PACKAGES="python3-venv gcc python3-dev postgresql libvirt-daemon libvirt-daemon-driver-lxc
 libvirt-clients libvirt-dev pkg-config libxml2-utils busybox-static openssh-server
-openssh-client iproute2"
+openssh-client iproute2 nftables"
 
 if [ "$(id -u)" = 0 ]; then
     missing=""
