@@ -23,14 +23,17 @@ TYPES = {
 }
 KIND_TYPE = {
     "vm": "VM", "host": "HOST", "user": "USER", "group": "GROUP", "cluster": "CLUSTER",
-    "datastore": "DATASTORE", "template": "TEMPLATE", "image": "IMAGE", "vn": "NET",
-    "secgroup": "SECGROUP", "vntemplate": "VNTEMPLATE",
+    "datastore": "DATASTORE", "template": "TEMPLATE", "image": "IMAGE", "zone": "ZONE",
+    "vdc": "VDC", "vn": "NET", "secgroup": "SECGROUP", "vntemplate": "VNTEMPLATE",
 }
 USE, MANAGE, ADMIN, CREATE = 0x1, 0x2, 0x4, 0x8
 RIGHT_NAMES = {USE: "USE", MANAGE: "MANAGE", ADMIN: "ADMIN", CREATE: "CREATE"}
 
+LOCAL_ZONE = 0  # this server's zone: a standalone oned's is zone 0
+
 # oned's bootstrap rules (AclManager): users may create their own resources and use zones and
-# marketplaces.
+# marketplaces, in every zone. The rules that let group users deploy (HOST MANAGE, NET and
+# DATASTORE USE in zone #0) are not among them: the default VDC gives them (oneserver.vdcs).
 DEFAULT_RULES = [
     (GROUP | 1,
      ALL | TYPES["VM"] | TYPES["IMAGE"] | TYPES["TEMPLATE"] | TYPES["DOCUMENT"]
@@ -38,10 +41,6 @@ DEFAULT_RULES = [
      CREATE, ALL),
     (ALL, ALL | TYPES["ZONE"], USE, ALL),
     (ALL, ALL | TYPES["MARKETPLACE"] | TYPES["MARKETPLACEAPP"], USE, ALL),
-    # The default VDC gives group users every cluster of zone 0 (VdcPool bootstrap): its
-    # members may deploy on any host and use any network and datastore.
-    (GROUP | 1, ALL | TYPES["HOST"], MANAGE, INDIVIDUAL | 0),
-    (GROUP | 1, ALL | TYPES["NET"] | TYPES["DATASTORE"], USE, INDIVIDUAL | 0),
 ]
 
 
@@ -121,9 +120,16 @@ def allowed(caller: Caller, t: Target, right: int, rules: Iterable[Rule]) -> boo
     if caller.is_admin or _perm_allows(caller, t, right):
         return True
     return any(
-        r.rights & right and _user_matches(caller, r.user) and _resource_matches(t, r.resource)
+        r.rights & right and _zone_matches(r.zone) and _user_matches(caller, r.user)
+        and _resource_matches(t, r.resource)
         for r in rules
     )
+
+
+def _zone_matches(zone: int) -> bool:
+    """A rule applies here when it is for every zone or for this one (AclManager::authorize);
+    a rule for another zone of a federation gives nothing on this server."""
+    return bool(zone & ALL) or zone & (INDIVIDUAL | ID_MASK) == INDIVIDUAL | LOCAL_ZONE
 
 
 def rule_string(user: int, resource: int, rights: int, zone: int) -> str:

@@ -1,13 +1,14 @@
 """First start: the objects oned creates on an empty database (users oneadmin and serveradmin,
-groups oneadmin and users, cluster default, datastores system/default/files, default ACLs)."""
+groups oneadmin and users, cluster default, datastores system/default/files, default ACLs,
+zone 0 and the default VDC)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 
-from oneserver import db, secgroups, settings, store
-from oneserver.acl import DEFAULT_RULES
+from oneserver import aclstore, db, secgroups, settings, store, vdcs
+from oneserver.acl import ALL, DEFAULT_RULES, GROUP, INDIVIDUAL, TYPES, USE
 from oneserver.api import hash_password
 from oneserver.template import Template
 
@@ -66,6 +67,39 @@ def _datastore(oid: int, name: str, type_name: str, ds_mad: str, tm_mad: str, ty
     })
 
 
+LOCAL_ZONE_NAME = "OpenNebula"
+# What a database made before VDCs gave group users instead of the default VDC's three rules.
+_OLD_VDC_RULE = (GROUP | 1, ALL | TYPES["NET"] | TYPES["DATASTORE"], USE, INDIVIDUAL | 0)
+
+
+def endpoint(host: str, port: int) -> str:
+    """The XML-RPC endpoint zone 0 names, as oned writes it (``http://localhost:PORT/RPC2``
+    when it listens on every address)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/RPC2"
+
+
+def _tenancy(xmlrpc_endpoint: str) -> None:
+    """Zone 0 (ZonePool) and the default VDC with group users and every cluster of zone 0
+    (VdcPool), whose rules let group users deploy; ids below 100 are the system's."""
+    if not store.exists("zone", 0):
+        store.insert("zone", {"id": 0, "name": LOCAL_ZONE_NAME, "state": 0,
+                              "template": [["ENDPOINT", xmlrpc_endpoint]], "servers": []})
+        db.bump_oid("zone_pool", 99)
+    if not store.exists("vdc", vdcs.DEFAULT_ID):
+        aclstore.delete_matching(*_OLD_VDC_RULE)
+        doc = vdcs.new_doc(vdcs.DEFAULT_ID, "default",
+                           [["DESCRIPTION", vdcs.DEFAULT_DESCRIPTION]])
+        store.insert("vdc", doc)
+        vdcs.add_group(doc, 1)
+        vdcs.add_resource(doc, "clusters", 0, vdcs.ALL_RESOURCES)
+        store.save("vdc", doc)
+        db.bump_oid("vdc_pool", 99)
+
+
 def _networking() -> None:
     """The default security group (SecurityGroupPool: id 0, everything in and out), also in a
     database made before networks; ids below 100 are the system's."""
@@ -74,12 +108,14 @@ def _networking() -> None:
         db.bump_oid("secgroup_pool", 99)
 
 
-def bootstrap() -> str | None:
-    """Create the initial objects once. Returns a line to print (where the oneadmin password
-    is) on the first start, None afterwards."""
+def bootstrap(xmlrpc_endpoint: str = "http://localhost:2633/RPC2") -> str | None:
+    """Create the initial objects once (zone 0 and the default VDC also in a database made
+    before them). Returns a line to print (where the oneadmin password is) on the first
+    start, None afterwards."""
     conf = settings.current()
     with db.write_transaction():
         if db.Meta.get_or_none(db.Meta.key == "bootstrapped") is not None:
+            _tenancy(xmlrpc_endpoint)
             _networking()
             return None
         password, written = oneadmin_password(conf.data_dir)
@@ -98,6 +134,7 @@ def bootstrap() -> str | None:
         for i, (user, resource, rights, zone) in enumerate(DEFAULT_RULES):
             db.Acl.create(oid=i, user=user, resource=resource, rights=rights, zone=zone)
         db.bump_oid("acl", len(DEFAULT_RULES) - 1)
+        _tenancy(xmlrpc_endpoint)
         _networking()
         db.Meta.create(key="bootstrapped", value="1")
     if written:

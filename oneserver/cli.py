@@ -88,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
     conf = settings.configure(args.data, args.db, args.etc)
     os.makedirs(conf.data_dir, exist_ok=True)
     db.open_database(conf.db_url)
-    line = bootstrap.bootstrap()
+    line = bootstrap.bootstrap(bootstrap.endpoint(args.host, args.port))
     if line:
         print(line, flush=True)
     db.database.close()

@@ -138,6 +138,14 @@ class VNTemplate(OwnedObject):
         table_name = "vntemplate"
 
 
+class Zone(PoolObject):
+    pass
+
+
+class Vdc(PoolObject):
+    pass
+
+
 class Acl(Base):
     oid = pw.IntegerField(primary_key=True)
     user = pw.BigIntegerField()
@@ -193,7 +201,7 @@ class VMMonitoring(Base):
 
 MODELS: list[type[Base]] = [
     PoolControl, Meta, User, Group, Cluster, Datastore, Host, VMTemplate, VM, Acl, Operation,
-    Lease, HostMonitoring, VMMonitoring, Image, VNet, SecGroup, VNTemplate,
+    Lease, HostMonitoring, VMMonitoring, Image, VNet, SecGroup, VNTemplate, Zone, Vdc,
 ]
 
 

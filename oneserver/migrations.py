@@ -66,4 +66,21 @@ def _network_tables(migrator: SchemaMigrator, db: pw.Database) -> None:
     ])
 
 
-STEPS: list[Step] = [_unversioned, _double_precision_times, _network_tables]
+def _tenancy_tables(migrator: SchemaMigrator, db: pw.Database) -> None:
+    """Zones (``zone``) and VDCs (``vdc``): pool objects with a name, a document and a body.
+    Zone 0 and VDC 0 of a database made before them are created at the next start
+    (``bootstrap.bootstrap``), as they are on a new one."""
+
+    def pool_object(table: str) -> type[pw.Model]:
+        fields: dict[str, object] = {
+            "oid": pw.IntegerField(primary_key=True), "name": pw.CharField(index=True),
+            "doc": pw.TextField(), "body": pw.TextField(),
+        }
+        meta = type("Meta", (), {"database": db, "table_name": table})
+        # Named as the table: peewee names the indexes after the model.
+        return type(table, (pw.Model,), {**fields, "Meta": meta})
+
+    db.create_tables([pool_object("zone"), pool_object("vdc")])
+
+
+STEPS: list[Step] = [_unversioned, _double_precision_times, _network_tables, _tenancy_tables]

@@ -10,7 +10,7 @@ from typing import Any
 
 from oneserver import db
 from oneserver.documents import host as host_xml
-from oneserver.documents import identity, infra, perms_to_int
+from oneserver.documents import identity, infra, perms_to_int, tenancy
 from oneserver.documents import image as image_xml
 from oneserver.documents import network as network_xml
 from oneserver.documents import vm as vm_xml
@@ -71,6 +71,8 @@ KINDS: dict[str, Kind] = {
     "image": Kind(db.Image, "image_pool", "image",
                   lambda d: {**_owned(d), "state": d["state"], "datastore_id": d["datastore_id"],
                              "body": escape(image_xml.image(d))}),
+    "zone": Kind(db.Zone, "zone_pool", "zone", lambda d: {"body": escape(tenancy.zone(d))}),
+    "vdc": Kind(db.Vdc, "vdc_pool", "VDC", lambda d: {"body": escape(tenancy.vdc(d))}),
     "vn": Kind(db.VNet, "network_pool", "virtual network",
                  lambda d: {**_owned(d), "parent_id": d["parent_id"],
                             "body": escape(network_xml.vnet(d)),

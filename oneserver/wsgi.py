@@ -26,7 +26,10 @@ def handle(body: bytes) -> list[bytes]:
     method = "?"
     try:
         method, params = wire.parse_call(body)
-        return wire.success(api.dispatch(method, params))
+        result = api.dispatch(method, params)
+        if isinstance(result, api.Plain):  # xmlrpc-c's system.*: a whole reply already
+            return [result]
+        return wire.success(result)
     except OneError as exc:
         return [wire.failure(f"[{method}] {exc.message}", exc.code, exc.resp_id)]
     except Fault as exc:

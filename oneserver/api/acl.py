@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from oneserver import aclrule, db, numeric
+from oneserver import aclstore, db, numeric
 from oneserver.acl import INDIVIDUAL, Target, rule_string
 from oneserver.api import Context, api
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
-from oneserver.errors import INTERNAL, OneError, not_found
+from oneserver.errors import not_found
 
 # The ACL object: no rule can grant rights on it, so only the oneadmin group passes.
 ACL = Target("acl")
@@ -21,17 +21,8 @@ def acl_addrule(ctx: Context, user: str, resource: str, rights: str, zone: str) 
     # this zone, #0.
     u, r, rt = (numeric.leading_hex64(part) for part in (user, resource, rights))
     z = numeric.leading_hex64(zone) if zone else INDIVIDUAL | 0
-    rule = aclrule.text(u, r, rt, z)
     with db.write_transaction():
-        same = db.Acl.select().where((db.Acl.user == u) & (db.Acl.resource == r)
-                                     & (db.Acl.rights == rt) & (db.Acl.zone == z)).first()
-        if same is not None:
-            raise OneError(INTERNAL, f"Rule {rule} already exists")
-        malformed = aclrule.problems(u, r, rt, z)
-        if malformed:
-            raise OneError(INTERNAL, f"Rule {rule} is malformed: {malformed}")
-        oid = db.next_oid("acl")
-        db.Acl.create(oid=oid, user=u, resource=r, rights=rt, zone=z)
+        oid = aclstore.add(u, r, rt, z)
     return oid
 
 
@@ -50,6 +41,6 @@ def acl_info(ctx: Context) -> str:
     rules = [
         xml.acl({"id": r.oid, "user": r.user, "resource": r.resource, "rights": r.rights,
                  "zone": r.zone, "string": rule_string(r.user, r.resource, r.rights, r.zone)})
-        for r in db.Acl.select().order_by(db.Acl.oid)
+        for r in db.Acl.select().order_by(db.Acl.user, db.Acl.oid)
     ]
     return pool("ACL_POOL", rules)

@@ -90,7 +90,11 @@ TABLE: dict[str, Operation] = {
     # --- system: no object -------------------------------------------------------------
     "one.system.version": _op(None, NONE),
     "one.system.config": _op(None, NONE),  # values oned hides are hidden outside oneadmin
-    "one.zone.raftstatus": _op(None, NONE),
+    # xmlrpc-c's own methods take no session; system.multicall's calls are each authorized
+    # as their own method.
+    **{f"system.{name}": _op(None, NONE) for name in (
+        "listMethods", "methodExist", "methodHelp", "methodSignature", "multicall",
+        "shutdown", "capabilities", "getCapabilities")},
     # --- VMs (VirtualMachineAPI: MANAGE; deploy/migrate also MANAGE the host, USE the
     # system datastore; allocate USEs every image it takes) -------------------------------
     **_shared("one.vm", "vm", MANAGE, "info", "update", "rename", "chmod", "chown",
@@ -200,6 +204,33 @@ TABLE: dict[str, Operation] = {
     "one.secgroup.clone": _op("secgroup", USE, creates="secgroup"),
     "one.secgroup.commit": _op("secgroup", MANAGE),
     "one.secgrouppool.info": _pool("secgroup"),
+    # --- zones (ZoneAPI: ADMIN; info USE, update/rename MANAGE; allocate CREATE, which a
+    # standalone server refuses before any check) ----------------------------------------
+    "one.zone.allocate": _op("zone", CREATE),
+    "one.zone.delete": _op("zone", ADMIN),
+    "one.zone.info": _info("zone"),
+    "one.zone.update": _op("zone", MANAGE),
+    "one.zone.rename": _op("zone", MANAGE),
+    "one.zone.enable": _op("zone", ADMIN),
+    "one.zone.addserver": _op("zone", ADMIN),
+    "one.zone.delserver": _op("zone", ADMIN),
+    "one.zone.resetserver": _op("zone", ADMIN),
+    "one.zone.raftstatus": _op("zone", ADMIN),  # basic_authorization of the local zone
+    "one.zonepool.info": _pool("zone"),
+    # --- VDCs (VdcAPI: ADMIN; info USE, update/rename MANAGE; editing a group or a resource
+    # also needs ADMIN on it and on its zone, when they exist here) ----------------------
+    "one.vdc.allocate": _op("vdc", CREATE),
+    "one.vdc.delete": _op("vdc", ADMIN),
+    "one.vdc.info": _info("vdc"),
+    "one.vdc.update": _op("vdc", MANAGE),
+    "one.vdc.rename": _op("vdc", MANAGE),
+    "one.vdc.addgroup": _op("vdc", ADMIN, group=ADMIN),
+    "one.vdc.delgroup": _op("vdc", ADMIN, group=ADMIN),
+    **{f"one.vdc.{verb}{member}": _op("vdc", ADMIN, zone=ADMIN, **{kind: ADMIN})
+       for verb in ("add", "del")
+       for member, kind in (("cluster", "cluster"), ("host", "host"),
+                            ("datastore", "datastore"), ("vnet", "vn"))},
+    "one.vdcpool.info": _pool("vdc"),
 }
 # oned.conf's VM_ADMIN_OPERATIONS / VM_MANAGE_OPERATIONS (VM_USE_OPERATIONS is empty) for the
 # actions of one.vm.action.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oneserver import db, store
+from oneserver import db, store, vdcs
 from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
@@ -22,6 +22,7 @@ def group_allocate(ctx: Context, name: str) -> int:
         oid = store.next_id("group")
         store.insert("group", {"id": oid, "name": name, "template": [], "users": [],
                                "admins": []})
+        vdcs.group_created(oid)
     return oid
 
 
@@ -34,6 +35,7 @@ def group_delete(ctx: Context, oid: int) -> int:
         if doc["users"]:
             raise OneError(ACTION, "Cannot delete group, it contains users", oid)
         store.delete("group", oid)
+        vdcs.group_deleted(oid)
     return oid
 
 

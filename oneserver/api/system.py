@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from oneserver import settings
+from oneserver.acl import LOCAL_ZONE
 from oneserver.api import Context, api
+from oneserver.api import common as c
 
 VERSION = "7.4.0"
 
@@ -29,6 +31,9 @@ def system_config(ctx: Context) -> str:
 
 @api("one.zone.raftstatus")
 def zone_raftstatus(ctx: Context) -> str:
+    """A standalone server's Raft state, solo, whatever zone 0's SERVER_POOL holds (oned's
+    RaftManager takes servers only as a leader); ADMIN on the local zone, as oned."""
+    c.load_checked(ctx, "zone", LOCAL_ZONE)
     return (
         "<RAFT><SERVER_ID>-1</SERVER_ID><STATE>0</STATE><TERM>0</TERM><VOTEDFOR>-1</VOTEDFOR>"
         "<COMMIT>0</COMMIT><LOG_INDEX>0</LOG_INDEX><LOG_TERM>0</LOG_TERM>"

@@ -51,6 +51,10 @@ METHODS: dict[str, str] = {
     "one.vnpool.info": "vnet_pool.xsd",
     "one.secgroup.info": "security_group.xsd",
     "one.secgrouppool.info": "security_group_pool.xsd",
+    "one.zone.info": "zone.xsd",
+    "one.zonepool.info": "zone_pool.xsd",
+    "one.vdc.info": "vdc.xsd",
+    "one.vdcpool.info": "vdc_pool.xsd",
 }
 # Methods that answer a string which is not a document.
 NOT_DOCUMENTS = {
@@ -335,6 +339,23 @@ class _Scenario:
         self.take("one.system.config", state="as a plain user: DB hidden",
                   session=self.user_session)
         self.take("one.zone.raftstatus", state="a server outside any HA setup")
+        self.tenancy_documents()
+
+    def tenancy_documents(self) -> None:
+        self.take("one.zone.info", 0, False, state="zone 0 as the first start made it")
+        self.ok("one.zone.addserver", 0, 'SERVER=[NAME="s1",ENDPOINT="http://s1:2633/RPC2"]')
+        self.take("one.zone.info", 0, False, state="zone 0 with a server")
+        self.take("one.zonepool.info", state="zone 0 with a server")
+        self.ok("one.zone.delserver", 0, 0)
+        self.take("one.vdc.info", 0, False, state="the default VDC")
+        vdc = self.ok("one.vdc.allocate", f'NAME="{self.name("vdc")}"\nDESCRIPTION="a <b>"')
+        gid = self.ok("one.group.allocate", self.name("vdcg"))
+        self.ok("one.vdc.addgroup", vdc, gid)
+        self.ok("one.vdc.addcluster", vdc, 0, 0)
+        self.ok("one.vdc.addhost", vdc, 0, -10)
+        self.ok("one.vdc.adddatastore", vdc, 0, 1)
+        self.take("one.vdc.info", vdc, False, state="a VDC with a group and resources")
+        self.take("one.vdcpool.info", state="the default VDC and a full one")
 
     def network_documents(self) -> None:
         """Networks of every AR type, with leases of VMs, a hold and a reservation, a

@@ -53,6 +53,12 @@ RIGHTS: dict[str, dict[str, set[int]]] = {
     "g2": {"owner": set(), "member": set(), "other": set(), "stranger": set(), "admin": ALL},
     "acl": {"owner": set(), "member": set(), "other": set(), "stranger": set(),
             "admin": ALL},
+    # Zone 0 is oneadmin's (110 000 000); "* ZONE/* USE *" lets everybody USE it.
+    "zone": {"owner": {USE}, "member": {USE}, "other": {USE}, "stranger": {USE},
+             "admin": ALL},
+    # VDCs are oneadmin's and no default rule names them.
+    "vdc": {"owner": set(), "member": set(), "other": set(), "stranger": set(),
+            "admin": ALL},
 }
 # CREATE: "@1 VM+IMAGE+TEMPLATE+…/* CREATE *" for group users; anything else is oneadmin's.
 CREATORS = {"vm": {"owner", "member", "other", "admin"},
@@ -122,6 +128,10 @@ class World:
             return gid
         if kind == "acl":
             return self.admin("one.acl.addrule", *acl_rule())
+        if kind == "zone":  # a standalone server has one zone
+            return 0
+        if kind == "vdc":
+            return self.admin("one.vdc.allocate", f'NAME="{uniq("vdc")}"')
         if kind == "vn":  # AR 0 has no lease; 10.213.7.11 is free
             return self.owned(self.admin(
                 "one.vn.allocate", f'NAME="{uniq("vn")}"\nVN_MAD="dummy"\nBRIDGE="br-a"\n'
@@ -163,6 +173,8 @@ VERBS: dict[str, dict[str, int]] = {
     "cluster": {"info": U, "update": M, "rename": M, "delete": A},
     "user": {"info": U, "update": M, "delete": A},
     "group": {"info": U, "update": A, "delete": A},
+    "zone": {"info": U, "update": M, "rename": M, "delete": A},
+    "vdc": {"info": U, "update": M, "rename": M, "delete": A},
     "vn": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M,
            "lock": M, "unlock": M},
     "secgroup": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M},
@@ -239,6 +251,28 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
     on("one.acl.addrule", lambda w, o: acl_rule(), ("acl", M))
     on("one.acl.delrule", ident, ("acl", M))
     on("one.acl.info", lambda w, o: (), ("acl", M))
+    # zones (ZoneAPI.h: ADMIN but info USE, update/rename MANAGE; a standalone server refuses
+    # allocate before any check)
+    on("one.zone.rename", lambda w, o: (o, "OpenNebula"), ("zone", M))  # the name it has
+    on("one.zone.allocate", lambda w, o: ('NAME="z"\nENDPOINT="http://z:2633/RPC2"',))
+    on("one.zone.enable", lambda w, o: (o, True), ("zone", A))
+    on("one.zone.addserver", lambda w, o: (o, f'SERVER=[NAME="{uniq("s")}",ENDPOINT="e"]'),
+       ("zone", A))
+    on("one.zone.delserver", lambda w, o: (o, 999), ("zone", A))
+    on("one.zone.resetserver", lambda w, o: (o, 999), ("zone", A))
+    on("one.zone.raftstatus", lambda w, o: (), ("zone", A))
+    # VDCs (VdcAPI.h/.cc: ADMIN on the VDC, and on the group, zone and resource it names)
+    on("one.vdc.allocate", lambda w, o: (f'NAME="{uniq("vdc")}"',), ("vdc", CREATE))
+    on("one.vdc.addgroup", lambda w, o: (o, w.g2), ("vdc", A), ("g2", A))
+    on("one.vdc.delgroup", lambda w, o: (o, w.g2), ("vdc", A), ("g2", A))
+    for verb in ("add", "del"):
+        on(f"one.vdc.{verb}cluster", lambda w, o: (o, 0, w.cluster), ("vdc", A), ("zone", A),
+           ("cluster", A))
+        on(f"one.vdc.{verb}host", lambda w, o: (o, 0, w.host), ("vdc", A), ("zone", A),
+           ("host", A))
+        on(f"one.vdc.{verb}datastore", lambda w, o: (o, 0, w.ds), ("vdc", A), ("zone", A),
+           ("datastore", A))
+        on(f"one.vdc.{verb}vnet", lambda w, o: (o, 0, -10), ("vdc", A), ("zone", A))
     # virtual networks (VirtualNetworkAPI.h/.cc: MANAGE; add_ar/rm_ar ADMIN for networks not
     # made from a VN template; reserve USE on the parent; allocate ADMIN on the cluster)
     on("one.vn.allocate", lambda w, o: (f'NAME="{uniq("vn")}"\nVN_MAD="dummy"\nBRIDGE="b"',
@@ -259,7 +293,7 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
        ("secgroup", CREATE))
     on("one.secgroup.commit", lambda w, o: (o, False), ("secgroup", M))
     # no object
-    for method in ("one.system.version", "one.system.config", "one.zone.raftstatus"):
+    for method in ("one.system.version", "one.system.config"):
         on(method, lambda w, o: ())
     return {m: v for m, v in p.items() if m in api.METHODS}
 
@@ -278,6 +312,8 @@ POOLS: dict[str, tuple[str, Call]] = {
     "one.datastorepool.info": ("datastore", lambda w, o: ()),
     "one.userpool.info": ("user", lambda w, o: ()),
     "one.grouppool.info": ("group", lambda w, o: ()),
+    "one.zonepool.info": ("zone", lambda w, o: ()),
+    "one.vdcpool.info": ("vdc", lambda w, o: ()),
     "one.vnpool.info": ("vn", lambda w, o: (-2, -1, -1)),
     "one.secgrouppool.info": ("secgroup", lambda w, o: (-2, -1, -1)),
 }
@@ -298,6 +334,9 @@ def world(server, tmp_path_factory: pytest.TempPathFactory) -> World:  # noqa: A
     from tests.api.test_images import make_rootfs, pack
     one = server.pyone()
     g1, g2 = one.group.allocate(uniq("g1")), one.group.allocate(uniq("g2"))
+    # Every new group joins the default VDC (rights on every host, network and datastore);
+    # the stranger's group leaves it, and has no rule at all.
+    one.vdc.delgroup(0, g2)
     sessions, names = {"admin": server.session}, {}
     for role, groups in (("owner", [1, g1]), ("member", [1, g1]), ("other", [1]),
                          ("stranger", [g2])):
@@ -325,12 +364,12 @@ def _object_kind(method: str) -> str | None:
 
 
 WORLD_KINDS = ("vm", "template", "image", "datastore", "host", "cluster", "user", "group",
-               "acl", "vn", "secgroup")
+               "acl", "zone", "vdc", "vn", "secgroup")
 
 
 def _snapshot(world: World, kind: str, oid: int) -> str | None:
-    if kind not in ("vm", "template", "image", "user", "group", "cluster", "vn",
-                    "secgroup"):
+    if kind not in ("vm", "template", "image", "user", "group", "cluster", "zone", "vdc",
+                    "vn", "secgroup"):
         return None
     body = world.admin(f"one.{kind}.info", oid, False)
     return re.sub(r"<(LAST_MON_TIME|SCHED_MESSAGE)>.*?</\1>", "", body)

@@ -122,6 +122,7 @@ def test_owner_needs_manage_on_the_host(sched_server: Server) -> None:
     in_users = sched_server.pyone("acl-in-users:pw").vm.allocate(template.format("u1"))
     sched_server.wait_vm(in_users, 3, 3)
     gid = one.group.allocate("acl-nohosts")
+    one.vdc.delgroup(0, gid)  # out of the default VDC, which every new group joins
     one.acl.addrule(f"{0x200000000 | gid:x}", f"{0x400000000 | 0x1000000000:x}", "8")
     one.user.allocate("acl-outsider", "pw", "", [gid])
     outsider = sched_server.pyone("acl-outsider:pw").vm.allocate(template.format("u2"))

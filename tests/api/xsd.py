@@ -43,6 +43,10 @@ FOR_ROOT = {
     "VNET_POOL": "vnet_pool.xsd",
     "SECURITY_GROUP": "security_group.xsd",
     "SECURITY_GROUP_POOL": "security_group_pool.xsd",
+    "ZONE": "zone.xsd",
+    "ZONE_POOL": "zone_pool.xsd",
+    "VDC": "vdc.xsd",
+    "VDC_POOL": "vdc_pool.xsd",
     "TEMPLATE": "template.xsd",
 }
 VM_POOL_SHORT, VM_POOL_FULL = "vm_pool.xsd", "vm_pool_extended.xsd"
