@@ -11,8 +11,15 @@ from typing import Any
 
 from oneserver import db
 from oneserver.acl import KIND_TYPE, RIGHT_NAMES, USE, Caller, Rule, Target, allowed
-from oneserver.api.authz import TABLE, Operation, operation
-from oneserver.errors import AUTH_FAILED, AUTHENTICATION, Fault, OneError, not_authorized
+from oneserver.api.authz import RUN_IN_DISABLED_ZONE, TABLE, Operation, operation
+from oneserver.errors import (
+    AUTH_FAILED,
+    AUTHENTICATION,
+    INTERNAL,
+    Fault,
+    OneError,
+    not_authorized,
+)
 from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, I8
 
 RETRIES = 3  # a call whose transaction hit a PostgreSQL deadlock runs again
@@ -128,6 +135,15 @@ def _valid_token(doc: dict[str, Any], secret: str) -> dict[str, Any] | None:
     return None
 
 
+ZONE_DISABLED = "zone_disabled"  # the Meta row one.zone.enable writes while zone 0 is disabled
+
+
+def zone_disabled() -> bool:
+    """Whether this server's zone is disabled: only reads are served then (one indexed read,
+    made by the calls that may change something)."""
+    return bool(db.raw("SELECT 1 FROM meta WHERE key = ?", ZONE_DISABLED))
+
+
 def check_params(m: Method, params: tuple[Any, ...]) -> list[Any]:
     """Apply oned's (xmlrpc-c's) rules: wrong type or too few → fault; extra ones ignored."""
     required = len(m.sig) - len(m.defaults)
@@ -160,6 +176,8 @@ def dispatch(name: str, params: tuple[Any, ...]) -> int | str | Plain:
         raise Fault(FAULT_TYPE, f"Type mismatch: parameter 1 of {name} must be the session string")
     values = check_params(m, params[1:])
     caller = authenticate(params[0]) if m.authenticate else Caller(-1, -1, "", "")
+    if name not in RUN_IN_DISABLED_ZONE and zone_disabled():
+        raise OneError(INTERNAL, "Cannot process request, zone disabled")
     ctx = Context(name, caller, operation(name, values))
     return db.retrying(m.handler, ctx, *values, attempts=RETRIES)
 

@@ -232,6 +232,25 @@ TABLE: dict[str, Operation] = {
                             ("datastore", "datastore"), ("vnet", "vn"))},
     "one.vdcpool.info": _pool("vdc"),
 }
+# The calls a disabled zone (one.zone.enable false) still serves: oned's *InfoAPI and pool
+# requests, which set zone_disabled(true) (src/rm/api/*API.h); every other call is refused.
+RUN_IN_DISABLED_ZONE = frozenset({
+    "one.system.version", "one.system.config", "one.zone.info", "one.zone.enable",
+    "one.zone.raftstatus", "one.zonepool.info", "one.vdc.info", "one.vdcpool.info",
+    "one.vm.info", "one.vmpool.info", "one.vmpool.infoextended", "one.vmpool.monitoring",
+    "one.vmpool.accounting", "one.vmpool.showback", "one.vmpool.calculateshowback",
+    "one.host.info", "one.hostpool.info", "one.hostpool.monitoring", "one.clusterpool.info",
+    "one.datastore.info", "one.datastorepool.info", "one.image.info", "one.imagepool.info",
+    "one.template.info", "one.templatepool.info", "one.user.info", "one.userpool.info",
+    "one.userquota.info", "one.group.info", "one.grouppool.info", "one.groupquota.info",
+    "one.vn.info", "one.vnpool.info", "one.secgroup.info", "one.secgrouppool.info",
+    "one.vntemplate.info", "one.vntemplatepool.info", "one.document.info",
+    "one.documentpool.info", "one.vmgroup.info", "one.vmgrouppool.info", "one.vrouter.info",
+    "one.vrouterpool.info", "one.market.info", "one.marketpool.info", "one.marketapp.info",
+    "one.marketapppool.info", "one.hook.info", "one.hookpool.info", "one.hooklog.info",
+    "one.backupjob.info", "one.backupjobpool.info",
+})
+
 # oned.conf's VM_ADMIN_OPERATIONS / VM_MANAGE_OPERATIONS (VM_USE_OPERATIONS is empty) for the
 # actions of one.vm.action.
 VM_ACTIONS: dict[str, int] = {

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import store
+from oneserver import db, store
 from oneserver.acl import LOCAL_ZONE
-from oneserver.api import Context, api, generic
+from oneserver.api import ZONE_DISABLED, Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
 from oneserver.template import Template, TemplateError, parse
@@ -53,6 +53,10 @@ def zone_enable(ctx: Context, oid: int, enable: bool) -> int:
     _local(oid, "Enable/disable mode have to be set through the target zone endpoints")
     with c.changing(ctx, "zone", oid) as doc:
         doc["state"] = 0 if enable else 1
+        # What the dispatcher reads to refuse other calls while the zone is disabled.
+        db.Meta.delete().where(db.Meta.key == ZONE_DISABLED).execute()
+        if not enable:
+            db.Meta.create(key=ZONE_DISABLED, value="1")
     return oid
 
 

@@ -439,6 +439,7 @@ def test_the_scheduler_still_places_a_vm(world: World) -> None:
     """After everything above (fuzzed VMs pending or running on the hosts): a plain VM that
     comes first in the pass is placed on a new host."""
     one = world.server.pyone()
+    one.zone.enable(0, True)  # the edge values disabled zone 0, which then refuses changes
     name = f"fuzz-final-{uuid.uuid4().hex[:8]}"
     vid = one.vm.allocate(f'NAME="final"\nCPU=0.01\nMEMORY=1\nUSER_PRIORITY=2147483647\n'
                           f'SCHED_REQUIREMENTS="NAME = \\"{name}\\""')

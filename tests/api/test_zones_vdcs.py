@@ -329,3 +329,23 @@ def test_a_vdc_group_deploys_only_on_its_cluster(server: Server) -> None:
     template = f'CPU=0.1\nMEMORY=16\nSCHED_REQUIREMENTS="ROLE = {role}"\n'
     vms = [server.pyone(session).vm.allocate(template) for _ in range(3)]
     assert {_wait_placed(server, v) for v in vms} == {inside}
+
+
+def test_a_disabled_zone_serves_reads_only(fresh: Server) -> None:
+    ok(fresh, "one.zone.enable", 0, False)
+    try:
+        assert "<STATE>1</STATE>" in ok(fresh, "one.zone.info", 0, False)
+        before = ok(fresh, "one.vdcpool.info")
+        refused(fresh, INTERNAL, "Cannot process request, zone disabled", "one.vdc.allocate",
+                'NAME="while-disabled"')
+        refused(fresh, INTERNAL, "Cannot process request, zone disabled", "one.acl.info")
+        assert ok(fresh, "one.vdcpool.info") == before
+        assert ok(fresh, "one.system.version") == "7.4.0"
+        # A session that is no good is told so first, as oned.
+        reply = fresh.call("one.vdc.allocate", 'NAME="x"', session="oneadmin:wrong")
+        assert reply[2] == 0x100
+    finally:
+        ok(fresh, "one.zone.enable", 0, True)
+    assert "<STATE>0</STATE>" in ok(fresh, "one.zone.info", 0, False)
+    vid = ok(fresh, "one.vdc.allocate", f'NAME="{uniq("after")}"')
+    ok(fresh, "one.vdc.delete", vid)
