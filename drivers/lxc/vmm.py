@@ -9,12 +9,14 @@ A persistent definition found under our name (left by someone else) is removed a
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import libvirt
 
+from drivers.ssh.remote import run, target_for_uri
 from oneserver.driver_contract import (
     Capability,
     DriverError,
@@ -24,6 +26,7 @@ from oneserver.driver_contract import (
     VMStatus,
 )
 
+from . import resolv
 from .connection import ConnectionPool
 from .policy import build_domain, cpu_quota, cpu_shares, deploy_id, is_yes
 from .stats import CpuMeter, sample
@@ -169,19 +172,41 @@ class LxcVMM(VMMDriver):
 
     # --- contract -------------------------------------------------------------------------
 
+    def _write_resolv(self, host: HostRef, vm: VMSpec) -> None:
+        """Put the NICs' DNS servers in the container's /etc/resolv.conf (see :mod:`.resolv`);
+        nothing when no NIC names one."""
+        text = resolv.resolv_conf(vm)
+        script = resolv.write_script(vm, text) if text else None
+        if script is None:
+            return
+        try:
+            res = run(target_for_uri(self.pool.uri(host)), "set -e\n" + script, timeout=60)
+        except (ValueError, OSError, subprocess.TimeoutExpired) as exc:
+            raise DriverError(f"deploy of {deploy_id(vm)}: cannot write resolv.conf on "
+                              f"{host.name}: {exc}") from exc
+        if res.returncode != 0:
+            raise DriverError(f"deploy of {deploy_id(vm)}: writing resolv.conf on {host.name} "
+                              f"failed: {res.stderr.decode(errors='replace').strip()[-500:]}")
+
     def deploy(self, host: HostRef, vm: VMSpec) -> str:
         """Start ``one-<id>`` from a freshly built XML; if it already runs, return it as is."""
         name = deploy_id(vm)
         xml = self.domain_xml(vm)  # policy errors surface before the host is touched
+        resolv.resolv_conf(vm)  # and a bad DNS too
+
+        def running(conn: libvirt.virConnect) -> bool:
+            dom = _lookup(conn, name)
+            return dom is not None and _active(dom)
 
         def op(conn: libvirt.virConnect) -> str:
-            dom = _lookup(conn, name)
-            if dom is not None and _active(dom):
+            if running(conn):
                 return name
             _forget(conn, name)
             self._start(conn, name, xml)
             return name
 
+        if not self._run(host, vm, "deploy", running):  # a running container keeps its file
+            self._write_resolv(host, vm)
         return self._run(host, vm, "deploy", op)
 
     def shutdown(self, host: HostRef, vm: VMSpec, timeout: float) -> None:

@@ -39,7 +39,8 @@ class Net:
         vid = BASE_ID + n
         nic = NicSpec(0, bridge=bridge, mac=f"02:00:0a:d5:05:{n:02x}", ip=f"10.213.5.{n}",
                       target=f"one-{vid}-0", vn_mad=vn_mad,
-                      attrs={"NETWORK_MASK": "255.255.255.0", "SECURITY_GROUPS": groups})
+                      attrs={"NETWORK_MASK": "255.255.255.0", "SECURITY_GROUPS": groups,
+                             "DNS": "10.213.5.1 10.213.0.2", "SEARCH_DOMAIN": "lab.example"})
         return VMSpec(id=vid, name=f"net{n}", cpu=0.2, vcpu=1, memory_mb=48,
                       disks=(DiskSpec(0, str(self.rootfs_tgz)),), nics=(nic,),
                       security_rules=rules)
@@ -150,6 +151,8 @@ def test_two_containers_on_one_bridge_ping(net: Net) -> None:
         assert net.ports() == [f"one-{a.id}-0", f"one-{b.id}-0"]
         inside = in_container(net.domain(a), "/bin/ip", "addr").stdout
         assert "10.213.5.11/24" in inside and "02:00:0a:d5:05:0b" in inside
+        resolv = in_container(net.domain(a), "/bin/cat", "/etc/resolv.conf").stdout
+        assert resolv == "search lab.example\nnameserver 10.213.5.1\nnameserver 10.213.0.2\n"
         assert ping(net, a, "10.213.5.12") and ping(net, b, "10.213.5.11")
     finally:
         net.down(a)

@@ -69,7 +69,7 @@ def test_nic_lifecycle_through_the_api(server: Server, rootfs: tuple[Path, Path]
     vid = one.vm.allocate(
         f'NAME = "web"\nCPU = 0.1\nMEMORY = 48\nDISK = [ SOURCE = "{rootfs[0]}" ]\n'
         f'NIC = [ BRIDGE = "{BRIDGE}", VN_MAD = "fw", IP = "10.213.6.10", '
-        'MAC = "02:00:0a:d5:06:0a", NETWORK_MASK = "255.255.255.0", '
+        'MAC = "02:00:0a:d5:06:0a", NETWORK_MASK = "255.255.255.0", DNS = "10.213.6.1", '
         'SECURITY_GROUPS = "100" ]\n'
         'SECURITY_GROUP_RULE = [ SECURITY_GROUP_ID = "100", PROTOCOL = "TCP", '
         'RULE_TYPE = "inbound", RANGE = "80" ]\n')
@@ -81,10 +81,13 @@ def test_nic_lifecycle_through_the_api(server: Server, rootfs: tuple[Path, Path]
     assert "tcp dport 80 accept" in rules  # as nft lists "meta l4proto tcp th dport { 80 }"
     conn = libvirt.open("lxc:///system")
     try:
-        inside = in_container(conn.lookupByName(f"one-{vid}"), "/bin/ip", "addr").stdout
+        dom = conn.lookupByName(f"one-{vid}")
+        inside = in_container(dom, "/bin/ip", "addr").stdout
+        resolv = in_container(dom, "/bin/cat", "/etc/resolv.conf").stdout
     finally:
         conn.close()
     assert "10.213.6.10/24" in inside and "02:00:0a:d5:06:0a" in inside
+    assert resolv == "nameserver 10.213.6.1\n"
 
     one.vm.action("poweroff-hard", vid)
     server.wait_vm(vid, VmState.POWEROFF)

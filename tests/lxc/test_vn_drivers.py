@@ -4,13 +4,26 @@ anything reaches a host)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers.lxc.resolv import resolv_conf, write_script
 from drivers.vn import BridgeVN, DummyVN, FirewallVN, VxlanVN, rules
 from oneserver.core.specs import nic_specs, security_rules
-from oneserver.driver_contract import DriverError, HostRef, NicSpec, SecurityRule, VMSpec
+from oneserver.driver_contract import (
+    DiskSpec,
+    DriverError,
+    HostRef,
+    NicSpec,
+    SecurityRule,
+    VMSpec,
+)
 from oneserver.template import parse
 
 HOST = HostRef(3, "node-1")
@@ -182,3 +195,40 @@ def test_specs_read_nics_as_oned_writes_them() -> None:
     assert (second.nic_id, second.target, second.vn_mad, second.aliases) == (
         2, "one-1-2", None, ())
     assert security_rules(tmpl) == (SecurityRule(100, "TCP", "inbound", range="22,80"),)
+
+
+def test_resolv_conf_from_the_nics() -> None:
+    spec = vm(nic(0, DNS="10.213.0.2 10.213.0.3"), nic(1, DNS="10.213.0.2,fd00::53",
+                                                        SEARCH_DOMAIN="lab.example"))
+    assert resolv_conf(spec) == ("search lab.example\nnameserver 10.213.0.2\n"
+                                 "nameserver 10.213.0.3\nnameserver fd00::53\n")
+    assert resolv_conf(vm(nic(0))) is None
+    with pytest.raises(DriverError, match="DNS"):
+        resolv_conf(vm(nic(0, DNS="10.213.0.2\nnameserver 6.6.6.6")))
+    with pytest.raises(DriverError, match="SEARCH_DOMAIN"):
+        resolv_conf(vm(nic(0, DNS="10.213.0.2", SEARCH_DOMAIN="a;b")))
+
+
+def test_resolv_conf_never_leaves_the_rootfs(tmp_path: Path) -> None:
+    """Written as a new file over the old name (a hard link into a cache stays as it was);
+    an ``etc`` that is a symlink out of the rootfs is left alone."""
+    root = tmp_path / "vm" / "disk.0"
+    (root / "etc").mkdir(parents=True)
+    cached = tmp_path / "cache-resolv.conf"
+    cached.write_text("old\n")
+    os.link(cached, root / "etc" / "resolv.conf")
+    spec = dataclasses.replace(vm(nic(0)), vm_dir=str(tmp_path / "vm"),
+                               disks=(DiskSpec(0, "/images/x"),))
+    script = write_script(spec, "nameserver 10.213.0.2\n")
+    assert script is not None
+    subprocess.run(["sh", "-ec", script], check=True)
+    assert (root / "etc" / "resolv.conf").read_text() == "nameserver 10.213.0.2\n"
+    assert cached.read_text() == "old\n"
+    outside = tmp_path / "host-etc"
+    outside.mkdir()
+    shutil.rmtree(root / "etc")
+    (root / "etc").symlink_to(outside)
+    subprocess.run(["sh", "-ec", script], check=True)
+    assert list(outside.iterdir()) == []
+    readonly = dataclasses.replace(spec, disks=(DiskSpec(0, "/images/x", readonly=True),))
+    assert write_script(readonly, "x") is None
