@@ -545,7 +545,7 @@ class Storm:
                 break
             time.sleep(gap)
             if not order:  # each kind once per round, in a random order: every kind is hit
-                order = self.rng.sample(KINDS, len(KINDS))
+                order = self.rng.sample(self.args.kinds, len(self.args.kinds))
             kind = order.pop()
             pid = self.target(kind)
             if pid is None:
@@ -653,7 +653,7 @@ class Storm:
 
     def kill_figures(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for kind in KINDS:
+        for kind in self.args.kinds:
             times = [k.recovery for k in self.kills if k.kind == kind]
             done = sorted(t for t in times if t is not None)
             out[kind] = {"kills": len(times), "never_recovered": len(times) - len(done),
@@ -762,6 +762,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=3, help="API workers")
     p.add_argument("--kill-gap", type=float, nargs=2, default=(2.0, 5.0), metavar=("MIN", "MAX"),
                    help="seconds between the recovery from one kill and the next kill")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                   help="what is killed (e.g. only the core, to time its recovery alone)")
     p.add_argument("--cpu", type=float, default=0.01, help="CPU of each VM")
     p.add_argument("--memory", type=int, default=16, help="MEMORY (MB) of each VM")
     p.add_argument("--think", type=float, default=0.02, help="client pause between calls (s)")
