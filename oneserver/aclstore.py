@@ -5,7 +5,7 @@ by its four values; a deleted group or zone takes the rules that name it."""
 from __future__ import annotations
 
 from oneserver import aclrule, db
-from oneserver.acl import GROUP, ID_MASK, INDIVIDUAL
+from oneserver.acl import CLUSTER, GROUP, ID_MASK, INDIVIDUAL
 from oneserver.errors import INTERNAL, OneError
 
 
@@ -51,6 +51,12 @@ def delete_group_rules(gid: int) -> None:
     db.Acl.delete().where(
         (db.Acl.user == selector)
         | (db.Acl.resource.bin_and(GROUP | ID_MASK) == selector)).execute()
+
+
+def delete_cluster_rules(cid: int) -> None:
+    """AclManager::del_cid_rules: the rules on ``.../%cid``."""
+    selector = CLUSTER | cid
+    db.Acl.delete().where(db.Acl.resource.bin_and(CLUSTER | ID_MASK) == selector).execute()
 
 
 def delete_object_rules(type_bit: int, oid: int) -> None:

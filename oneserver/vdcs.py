@@ -9,7 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from oneserver import aclstore, settings, store
-from oneserver.acl import ADMIN, ALL, CLUSTER, CREATE, GROUP, INDIVIDUAL, MANAGE, TYPES, USE
+from oneserver.acl import (
+    ADMIN,
+    ALL,
+    CLUSTER,
+    CREATE,
+    GROUP,
+    INDIVIDUAL,
+    KIND_TYPE,
+    LOCAL_ZONE,
+    MANAGE,
+    TYPES,
+    USE,
+)
 from oneserver.errors import INTERNAL, OneError
 
 ALL_RESOURCES = -10
@@ -127,6 +139,28 @@ def drop(doc: dict[str, Any]) -> None:
     aclstore.delete_object_rules(TYPES["VDC"], doc["id"])
 
 
+# Kind of object -> the VDC set it can be a member of.
+_SET_OF = {"cluster": "clusters", "host": "hosts", "datastore": "datastores", "vn": "vnets"}
+
+
+def resource_deleted(kind: str, oid: int) -> None:
+    """A deleted cluster, host, datastore or network leaves every VDC, with the rules it gave
+    their groups, and takes the rules naming it (ClusterAPI/HostAPI/DatastoreAPI::drop, and
+    SharedAPI's del_resource_rules or AclManager::del_cid_rules); inside the caller's
+    transaction."""
+    members = _SET_OF[kind]
+    model = store.KINDS["vdc"].model
+    for row in model.select(model.doc):
+        doc = row.doc
+        if [LOCAL_ZONE, oid] in doc[members]:
+            del_resource(doc, members, LOCAL_ZONE, oid)
+            store.save("vdc", doc)
+    if kind == "cluster":
+        aclstore.delete_cluster_rules(oid)
+    else:
+        aclstore.delete_object_rules(TYPES[KIND_TYPE[kind]], oid)
+
+
 def group_created(gid: int) -> None:
     """A new group joins the default VDC (GroupAPI::pool_allocate); inside the caller's
     transaction."""
@@ -140,7 +174,8 @@ def group_deleted(gid: int) -> None:
     """A deleted group leaves every VDC and its rules go (GroupAPI::drop); inside the
     caller's transaction."""
     aclstore.delete_group_rules(gid)
-    for row in store.KINDS["vdc"].model.select(store.KINDS["vdc"].model.doc):
+    model = store.KINDS["vdc"].model
+    for row in model.select(model.doc):
         doc = row.doc
         if gid in doc["groups"]:
             doc["groups"] = [g for g in doc["groups"] if g != gid]

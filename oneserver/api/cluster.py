@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oneserver import db, store
+from oneserver import db, store, vdcs
 from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
@@ -29,6 +29,7 @@ def cluster_delete(ctx: Context, oid: int) -> int:
             raise OneError(ACTION, "Cannot delete cluster. Cluster has hosts, datastores or "
                                    "networks", oid)
         store.delete("cluster", oid)
+        vdcs.resource_deleted("cluster", oid)
     return oid
 
 

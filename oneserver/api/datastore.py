@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import db, settings, store
+from oneserver import db, settings, store, vdcs
 from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
@@ -77,6 +77,7 @@ def datastore_delete(ctx: Context, oid: int) -> int:
                 cl["datastores"].remove(oid)
                 store.save("cluster", cl)
         store.delete("datastore", oid)
+        vdcs.resource_deleted("datastore", oid)
     return oid
 
 

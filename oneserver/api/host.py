@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from oneserver import db, store, wakeup
+from oneserver import db, store, vdcs, wakeup
 from oneserver.acl import Target
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
@@ -56,6 +56,7 @@ def host_delete(ctx: Context, oid: int) -> int:
             cluster["hosts"].remove(oid)
             store.save("cluster", cluster)
         store.delete("host", oid)
+        vdcs.resource_deleted("host", oid)
         db.HostMonitoring.delete().where(db.HostMonitoring.host_id == oid).execute()
     return oid
 

@@ -349,3 +349,28 @@ def test_a_disabled_zone_serves_reads_only(fresh: Server) -> None:
     assert "<STATE>0</STATE>" in ok(fresh, "one.zone.info", 0, False)
     vid = ok(fresh, "one.vdc.allocate", f'NAME="{uniq("after")}"')
     ok(fresh, "one.vdc.delete", vid)
+
+
+def test_a_deleted_resource_leaves_its_vdcs(server: Server) -> None:
+    gid = ok(server, "one.group.allocate", uniq("leave"))
+    vid = ok(server, "one.vdc.allocate", f'NAME="{uniq("leave")}"')
+    ok(server, "one.vdc.addgroup", vid, gid)
+    cid = ok(server, "one.cluster.allocate", uniq("gone"))
+    hid = ok(server, "one.host.allocate", uniq("gone"), "dummy", "dummy", -1)
+    dsid = ok(server, "one.datastore.allocate",
+              f'NAME="{uniq("gone")}"\nTYPE="IMAGE_DS"\nDS_MAD="fs"\nTM_MAD="ssh"\n', -1)
+    ok(server, "one.vdc.addcluster", vid, 0, cid)
+    ok(server, "one.vdc.addhost", vid, 0, hid)
+    ok(server, "one.vdc.adddatastore", vid, 0, dsid)
+    # A rule given by hand on the host goes with it too (SharedAPI's del_resource_rules).
+    by_hand = ok(server, "one.acl.addrule", f"{0x200000000 | gid:x}", f"{0x2100000000 | hid:x}",
+                 "1")
+    ok(server, "one.cluster.delete", cid)
+    ok(server, "one.host.delete", hid)
+    ok(server, "one.datastore.delete", dsid)
+    body = ok(server, "one.vdc.info", vid, False)
+    assert "<CLUSTERS></CLUSTERS><HOSTS></HOSTS><DATASTORES></DATASTORES>" in body
+    mine = {s for s in rule_strings(server) if s.startswith(f"@{gid} ")}
+    assert mine == {f"@{gid} HOST/* MANAGE #0", f"@{gid} NET/* USE #0",
+                    f"@{gid} DATASTORE/* USE #0"}  # the default VDC's only
+    assert str(by_hand) not in {r[0] for r in rules(server)}
