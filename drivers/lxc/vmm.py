@@ -15,20 +15,22 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import libvirt
+from lxml import etree
 
 from drivers.ssh.remote import run, target_for_uri
 from oneserver.driver_contract import (
     Capability,
     DriverError,
     HostRef,
+    NicSpec,
     VMMDriver,
     VMSpec,
     VMStatus,
 )
 
-from . import resolv
+from . import hotplug, resolv
 from .connection import ConnectionPool
-from .policy import build_domain, cpu_quota, cpu_shares, deploy_id, is_yes
+from .policy import build_domain, build_interface, cpu_quota, cpu_shares, deploy_id, is_yes
 from .stats import CpuMeter, sample
 
 T = TypeVar("T")
@@ -172,21 +174,24 @@ class LxcVMM(VMMDriver):
 
     # --- contract -------------------------------------------------------------------------
 
+    def _on_host(self, host: HostRef, vm: VMSpec, what: str, script: str) -> None:
+        """Run ``script`` on the host with the shell libvirt's URI reaches it by (local, or
+        the ssh of the driver's ``ssh_command``)."""
+        try:
+            res = run(target_for_uri(self.pool.uri(host)), "set -e\n" + script, timeout=60)
+        except (ValueError, OSError, subprocess.TimeoutExpired) as exc:
+            raise DriverError(f"{what} of {deploy_id(vm)} on {host.name}: {exc}") from exc
+        if res.returncode != 0:
+            raise DriverError(f"{what} of {deploy_id(vm)} on {host.name} failed: "
+                              f"{res.stderr.decode(errors='replace').strip()[-500:]}")
+
     def _write_resolv(self, host: HostRef, vm: VMSpec) -> None:
         """Put the NICs' DNS servers in the container's /etc/resolv.conf (see :mod:`.resolv`);
         nothing when no NIC names one."""
         text = resolv.resolv_conf(vm)
         script = resolv.write_script(vm, text) if text else None
-        if script is None:
-            return
-        try:
-            res = run(target_for_uri(self.pool.uri(host)), "set -e\n" + script, timeout=60)
-        except (ValueError, OSError, subprocess.TimeoutExpired) as exc:
-            raise DriverError(f"deploy of {deploy_id(vm)}: cannot write resolv.conf on "
-                              f"{host.name}: {exc}") from exc
-        if res.returncode != 0:
-            raise DriverError(f"deploy of {deploy_id(vm)}: writing resolv.conf on {host.name} "
-                              f"failed: {res.stderr.decode(errors='replace').strip()[-500:]}")
+        if script is not None:
+            self._on_host(host, vm, "writing resolv.conf", script)
 
     def deploy(self, host: HostRef, vm: VMSpec) -> str:
         """Start ``one-<id>`` from a freshly built XML; if it already runs, return it as is."""
@@ -301,6 +306,48 @@ class LxcVMM(VMMDriver):
             dom.setSchedulerParametersFlags(params, live)
 
         self._run(host, vm, "resize", op)
+
+    def attach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        """Hot-plug the NIC's interface (libvirt makes the veth, its host end named TARGET on
+        the NIC's bridge), then configure it in the container: libvirt 9 leaves a hot-plugged
+        interface there down, without addresses and named vnetN (see :mod:`.hotplug`)."""
+        name = deploy_id(vm)
+        iface = build_interface(vm, nic)
+        xml = etree.tostring(iface.to_element(), encoding="unicode")
+
+        def op(conn: libvirt.virConnect) -> tuple[int, str]:
+            dom = _lookup(conn, name)
+            if dom is None or not _active(dom):
+                raise DriverError(f"attach_nic: {name} is not running on {host.name}")
+            if hotplug.live_interface(dom.XMLDesc(0), iface.target or "") is None:
+                dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            live = hotplug.live_interface(dom.XMLDesc(0), iface.target or "")
+            if live is None:
+                raise DriverError(f"attach_nic: {name} shows no interface {iface.target}")
+            return int(dom.ID()), live[1]
+
+        controller, mac = self._run(host, vm, "attach_nic", op)
+        try:
+            self._on_host(host, vm, "attach_nic",
+                          hotplug.configure_script(controller, mac, nic.nic_id, iface))
+        except DriverError:
+            self.detach_nic(host, vm, nic)
+            raise
+
+    def detach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        """Unplug the NIC's interface (the veth goes with it); a no-op when it is gone."""
+        name = deploy_id(vm)
+        target = nic.target or f"one-{vm.id}-{nic.nic_id}"
+
+        def op(conn: libvirt.virConnect) -> None:
+            dom = _lookup(conn, name)
+            if dom is None or not _active(dom):
+                return  # no container, no interface
+            live = hotplug.live_interface(dom.XMLDesc(0), target)
+            if live is not None:
+                dom.detachDeviceFlags(live[0], libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+        self._run(host, vm, "detach_nic", op)
 
     def poll(self, host: HostRef, vm: VMSpec) -> VMStatus:
         name = deploy_id(vm)

@@ -48,17 +48,23 @@ class Net:
     def up(self, vm: VMSpec) -> VMSpec:
         """As the core boots a VM: disks, VN pre, deploy, VN post."""
         vm = dataclasses.replace(vm, vm_dir=self.tm.prolog(HOST, vm))
-        vn = self.vn[vm.nics[0].vn_mad or ""]
-        vn.pre(HOST, vm)
+        for vn in self.drivers(vm):
+            vn.pre(HOST, vm)
         self.vmm.deploy(HOST, vm)
-        vn.post(HOST, vm)
+        for vn in self.drivers(vm):
+            vn.post(HOST, vm)
         return vm
 
     def down(self, vm: VMSpec) -> None:
         """As the core ends one: cancel, VN clean, disks."""
         self.vmm.cancel(HOST, vm)
-        self.vn[vm.nics[0].vn_mad or ""].clean(HOST, vm)
+        for vn in self.drivers(vm):
+            vn.clean(HOST, vm)
         self.tm.epilog(HOST, vm)
+
+    def drivers(self, vm: VMSpec) -> list[VNDriver]:
+        """The VN driver of the VM's NICs (the tests give all NICs of a VM the same)."""
+        return [self.vn[vm.nics[0].vn_mad or ""]] if vm.nics else []
 
     def domain(self, vm: VMSpec):  # noqa: ANN201 - libvirt has no stubs
         return self.vmm.pool.get(HOST).lookupByName(f"one-{vm.id}")
@@ -203,3 +209,33 @@ def test_clean_is_idempotent_and_removes_the_bridge_it_made(net: Net) -> None:
     net.vn["fw-tidy"].clean(HOST, vm)
     assert net.sh("ip", "link", "show", "dev", "onevn-t1").returncode != 0
     assert leftovers(net, vm) == []
+
+
+def test_attach_and_detach_a_nic(net: Net) -> None:
+    """A NIC hot-plugged into a running container is configured in it (eth<NIC_ID>, its
+    address, up) and reaches the bridge; a second attach changes nothing; detach removes it
+    from the container and the host."""
+    peer = net.up(net.vm(51, "bridge"))
+    bare = dataclasses.replace(net.vm(52, "bridge"), nics=())
+    vm = net.up(bare)
+    nic = dataclasses.replace(net.vm(52, "bridge").nics[0], nic_id=1, target=f"one-{vm.id}-1")
+    with_nic = dataclasses.replace(vm, nics=(nic,))
+    try:
+        for _ in range(2):
+            net.vn["bridge"].pre(HOST, with_nic)
+            net.vmm.attach_nic(HOST, with_nic, nic)
+            net.vn["bridge"].post(HOST, with_nic)
+        inside = in_container(net.domain(vm), "/bin/ip", "-o", "addr", "show", "dev", "eth1")
+        assert "10.213.5.52/24" in inside.stdout, inside.stdout + inside.stderr
+        assert f"one-{vm.id}-1" in net.ports()
+        assert ping(net, with_nic, "10.213.5.51")
+        net.vmm.detach_nic(HOST, with_nic, nic)
+        net.vn["bridge"].clean(HOST, with_nic)
+        net.vmm.detach_nic(HOST, with_nic, nic)  # already gone: nothing to do
+        links = in_container(net.domain(vm), "/bin/ip", "-o", "link").stdout
+        assert "02:00:0a:d5:05:34" not in links
+        assert f"one-{vm.id}-1" not in net.ports()
+        assert net.sh("ip", "link", "show", "dev", f"one-{vm.id}-1").returncode != 0
+    finally:
+        net.down(peer)
+        net.down(vm)
