@@ -17,7 +17,8 @@ NEEDS: dict[str, Capability] = {
     "undeploy-hard": Capability.CANCEL, "reboot": Capability.REBOOT,
     "reboot-hard": Capability.RESET, "suspend": Capability.SUSPEND,
     "migrate": Capability.MIGRATE_COLD, "live-migrate": Capability.MIGRATE_LIVE,
-    "resize": Capability.RESIZE_LIVE,
+    "resize": Capability.RESIZE_LIVE, "nic-attach": Capability.NIC_HOTPLUG,
+    "nic-detach": Capability.NIC_HOTPLUG,
 }
 
 

@@ -46,6 +46,7 @@ class Capability(enum.Enum):
     MIGRATE_COLD = "migrate"
     MIGRATE_LIVE = "migrate-live"
     RESIZE_LIVE = "resize-live"      # change CPU/memory of a running VM
+    NIC_HOTPLUG = "nic-hotplug"      # attach/detach a NIC of a running VM
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,20 @@ class VMMDriver(abc.ABC):
     def resize(self, host: HostRef, vm: VMSpec) -> None:
         """Apply ``vm.cpu``/``vm.vcpu``/``vm.memory_mb`` to the running VM."""
         raise DriverError("live resize is not supported by this driver")
+
+    def attach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        """Give the running VM the interface ``nic`` (one of ``vm.nics``, with its aliases),
+        on its bridge with its TARGET, MAC and addresses (one.vm.attachnic; capability
+        NIC_HOTPLUG). After success the guest has it. On failure nothing of it remains on the
+        host: the core takes the NIC and its lease back. Succeeds if the interface is already
+        there (a retried attach after a crash)."""
+        raise DriverError("NIC hotplug is not supported by this driver")
+
+    def detach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        """Remove the interface ``nic`` (still in ``vm.nics``) from the running VM
+        (one.vm.detachnic). After success it is gone from the guest and the host, and the core
+        gives its lease back; on failure the VM keeps it. Succeeds if it is already gone."""
+        raise DriverError("NIC hotplug is not supported by this driver")
 
     @abc.abstractmethod
     def poll(self, host: HostRef, vm: VMSpec) -> VMStatus:

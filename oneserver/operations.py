@@ -26,6 +26,8 @@ DRIVES: dict[str, frozenset[int]] = {
     "suspend": frozenset({L.SAVE_SUSPEND}),
     "resume": frozenset({L.BOOT_SUSPENDED}),
     "resize": frozenset({L.HOTPLUG_RESIZE}),
+    "attach_nic": frozenset({L.HOTPLUG_NIC}),
+    "detach_nic": frozenset({L.HOTPLUG_NIC}),
 }
 
 

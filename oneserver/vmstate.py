@@ -43,6 +43,7 @@ class Lcm(enum.IntEnum):
     BOOT_SUSPENDED = 21
     BOOT_STOPPED = 22
     CLEANUP_DELETE = 23
+    HOTPLUG_NIC = 25
     SHUTDOWN_UNDEPLOY = 29
     EPILOG_UNDEPLOY = 30
     PROLOG_UNDEPLOY = 31
@@ -65,6 +66,7 @@ class Lcm(enum.IntEnum):
     PROLOG_UNDEPLOY_FAILURE = 50
     PROLOG_MIGRATE_UNKNOWN = 60
     PROLOG_MIGRATE_UNKNOWN_FAILURE = 61
+    HOTPLUG_NIC_POWEROFF = 65
     HOTPLUG_RESIZE = 66
 
 
@@ -85,6 +87,7 @@ HISTORY_ACTION = {
     "undeploy": 5, "undeploy-hard": 6, "hold": 7, "release": 8, "stop": 9, "suspend": 10,
     "resume": 11, "boot": 12, "delete": 13, "delete-recreate": 14, "reboot": 15,
     "reboot-hard": 16, "resched": 17, "unresched": 18, "poweroff": 19, "poweroff-hard": 20,
+    "nic-attach": 23, "nic-detach": 24,
     "terminate": 27, "terminate-hard": 28, "deploy": 30, "chown": 31, "chmod": 32,
     "updateconf": 33, "rename": 34, "resize": 35, "update": 36, "recover": 42, "retry": 43,
     "monitor": 44,

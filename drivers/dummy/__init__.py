@@ -3,7 +3,8 @@ host turns MONITORED with fixed capacity (8 cores, 16 GiB, as oned's dummy probe
 action succeeds at once. For tests and for trying the API; never a stand-in for a real host.
 
 Options (from the oned.conf driver block's ``-o KEY=VALUE`` or host template):
-``DUMMY_FAIL`` = ``deploy`` makes deploys fail, to exercise failure paths;
+``DUMMY_FAIL`` = ``deploy`` (or ``attach_nic``, ``detach_nic``…) makes that action fail, to
+exercise failure paths;
 ``DUMMY_DELAY`` = seconds every deploy and shutdown takes, to catch VMs in transient states."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from oneserver.driver_contract import (
     HostMonitor,
     HostRef,
     IMDriver,
+    NicSpec,
     TMDriver,
     VMMDriver,
     VMSpec,
@@ -89,6 +91,12 @@ class DummyVMM(VMMDriver):
 
     def resize(self, host: HostRef, vm: VMSpec) -> None:
         pass
+
+    def attach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        self._fail(host, "attach_nic")
+
+    def detach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        self._fail(host, "detach_nic")
 
     def poll(self, host: HostRef, vm: VMSpec) -> VMStatus:
         with self._lock:

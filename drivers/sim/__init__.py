@@ -22,6 +22,7 @@ from oneserver.driver_contract import (
     HostRef,
     HostUnreachable,
     IMDriver,
+    NicSpec,
     TMDriver,
     VMMDriver,
     VMSpec,
@@ -103,7 +104,7 @@ class SimVMM(_Sim, VMMDriver):
         self.world.stop(host.id, cfg, vm.id)
 
     def _alive(self, host: HostRef) -> None:
-        self.reachable(host, self.cfg(host))
+        self._alive(host)
 
     def reboot(self, host: HostRef, vm: VMSpec) -> None:
         self._alive(host)
@@ -123,6 +124,13 @@ class SimVMM(_Sim, VMMDriver):
         if self.world.runs(host.id, cfg, vm.id):
             self.world.start(host.id, cfg, vm.id, vm.cpu, vm.memory_mb)
 
+    def attach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        # A modelled host has no interfaces: being up is all an attach needs.
+        self._alive(host)
+
+    def detach_nic(self, host: HostRef, vm: VMSpec, nic: NicSpec) -> None:
+        self._alive(host)
+
     def poll(self, host: HostRef, vm: VMSpec) -> VMStatus:
         cfg = self.cfg(host)
         self.reachable(host, cfg)
@@ -140,4 +148,4 @@ class SimTM(_Sim, TMDriver):
 
     def epilog(self, host: HostRef, vm: VMSpec, keep_disks: bool = False) -> None:
         # Removing a VM directory is a local ``rm``: no time worth modelling.
-        self.reachable(host, self.cfg(host))
+        self._alive(host)

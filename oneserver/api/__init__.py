@@ -198,6 +198,7 @@ def load_all() -> None:
         vdc,
         vm,
         vmpool,
+        vmnic,
         vmtemplate,
         vn,
         zone,

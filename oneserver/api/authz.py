@@ -107,6 +107,8 @@ TABLE: dict[str, Operation] = {
     "one.vm.resize": _op("vm", MANAGE),
     "one.vm.updateconf": _op("vm", MANAGE),
     "one.vm.monitoring": _info("vm"),
+    "one.vm.attachnic": _op("vm", MANAGE, vn=USE, secgroup=USE),
+    "one.vm.detachnic": _op("vm", MANAGE),
     "one.vmpool.info": _pool("vm"),
     "one.vmpool.infoextended": _pool("vm"),
     "one.vmpool.infoset": _pool("vm"),

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from oneserver import db, lifecycle, operations, store
+from oneserver import db, lifecycle, nic_hotplug, operations, store
 from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
@@ -360,6 +360,22 @@ class Executor:
     def _resize(self, op: db.Operation, vm: Doc) -> Doc:
         return self._vmm_step(op, vm, "resize")
 
+    def _hotplug_nic(self, op: db.Operation, vm: Doc) -> Doc:
+        """attach_nic / detach_nic of one NIC: the VMM's call, its outcome (the NIC and its
+        lease kept or given back) written by nic_hotplug."""
+        host, vmm, _ = self._drivers(op, vm)
+        nic_id, action = int(op.args["nic_id"]), op.action
+        spec = vm_spec(vm, vmm)
+        try:
+            nic = next((n for n in spec.nics if n.nic_id == nic_id), None)
+            if nic is None:
+                raise DriverError(f"the VM has no NIC {nic_id}")
+            self.registry.call("vmm", vmm, action, host_ref(host), spec, nic)
+        except DriverError as exc:
+            message = str(exc)
+            return self._write(op, lambda v, h: nic_hotplug.failed(v, action, nic_id, message))
+        return self._write(op, lambda v, h: nic_hotplug.done(v, action, nic_id))
+
     # ------------------------------------------------------------------ networks
 
     def _networks(self, vmm: str, spec: VMSpec) -> list[tuple[str, VMSpec]]:
@@ -437,4 +453,5 @@ STEPS: dict[int, Callable[[Executor, db.Operation, Doc], Doc]] = {
     Lcm.SAVE_SUSPEND: Executor._suspend,
     Lcm.BOOT_SUSPENDED: Executor._resume,
     Lcm.HOTPLUG_RESIZE: Executor._resize,
+    Lcm.HOTPLUG_NIC: Executor._hotplug_nic,
 }

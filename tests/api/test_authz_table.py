@@ -211,6 +211,10 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
     on("one.vm.resize", lambda w, o: (o, "CPU=0.2\n", False), ("vm", M))
     on("one.vm.updateconf", lambda w, o: (o, 'CONTEXT=[A="1"]', 1), ("vm", M))
     on("one.vm.monitoring", ident, ("vm", U))
+    # NIC hotplug (VirtualMachineAttachNic/DetachNic: MANAGE, nic-attach/detach in
+    # VM_MANAGE_OPERATIONS; the NIC's network USE): on a held VM, refused past authorization
+    on("one.vm.attachnic", lambda w, o: (o, 'NIC=[NETWORK_ID="0"]'), ("vm", M))
+    on("one.vm.detachnic", lambda w, o: (o, 0), ("vm", M))
     # templates and images
     on("one.template.allocate", lambda w, o: (f'NAME="{uniq("t")}"\nCPU=1\nMEMORY=8\n',),
        ("template", CREATE))

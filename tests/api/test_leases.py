@@ -220,3 +220,33 @@ def test_nic_alias_leases(server: Server, alias: bool) -> None:
     done(server, vid)
     assert used(server, vn) == 0
     ok(server, "one.vn.delete", vn)
+
+
+def test_nic_hotplug_when_off_and_when_the_driver_fails(server: Server) -> None:
+    """A POWEROFF VM takes and gives back a NIC at once; on a RUNNING VM whose driver fails
+    the attach, the NIC and its lease go again and the VM runs on with the error."""
+    vn, name = network(server, 4, "10.213.46.10")
+    hid = ok(server, "one.host.allocate", uniq("hp"), "dummy", "dummy", -1)
+    vid = ok(server, "one.vm.allocate", VM.format(name="hp"), False)
+    ok(server, "one.vm.deploy", vid, hid, False, -1, "")
+    server.wait_vm(vid, 3, 3)
+    ok(server, "one.host.update", hid, 'DUMMY_FAIL="attach_nic"', 1)
+    ok(server, "one.vm.attachnic", vid, f'NIC=[NETWORK="{name}"]')
+    server.wait_vm(vid, 3, 3)
+    body = ok(server, "one.vm.info", vid)
+    assert "<NIC>" not in body and "Error attaching new NIC" in body
+    assert used(server, vn) == 0
+    ok(server, "one.host.update", hid, 'DUMMY_FAIL=""', 1)
+    ok(server, "one.vm.action", "poweroff-hard", vid)
+    server.wait_vm(vid, 8)
+    ok(server, "one.vm.attachnic", vid, f'NIC=[NETWORK="{name}",IP="10.213.46.12"]')
+    assert vm_ips(server, vid) == ["10.213.46.12"] and used(server, vn) == 1
+    reply = server.call("one.vm.attachnic", vid, f'NIC=[NETWORK="{name}",IP="10.213.46.12"]')
+    assert reply[1] == f"[one.vm.attachnic] Cannot get IP/MAC lease from virtual network {vn}."
+    assert vm_ips(server, vid) == ["10.213.46.12"]
+    ok(server, "one.vm.detachnic", vid, 0)
+    assert vm_ips(server, vid) == [] and used(server, vn) == 0
+    ok(server, "one.vm.attachnic", vid, f'NIC=[NETWORK="{name}"]')
+    done(server, vid)
+    assert used(server, vn) == 0
+    ok(server, "one.vn.delete", vn)

@@ -138,6 +138,30 @@ def test_refusals_are_oneds(scenario: dict[str, Any], name: str, recorded: str) 
     assert (reply[1], reply[2]) == _message(RECORDED["replies"][recorded])
 
 
+def test_attach_and_detach_nic_are_oneds(srv: Server, scenario: dict[str, Any]) -> None:
+    """VM 0 runs on a dummy host; net-b's first address goes to a NIC attached to it
+    (HOTPLUG_NIC while the core runs the VMM's attach), then the NIC goes again."""
+    hid = ok(srv, "one.host.allocate", "node-01", "dummy", "dummy", -1)
+    ok(srv, "one.vm.deploy", 0, hid, False, -1, "")
+    srv.wait_vm(0, 3, 3)
+    ok(srv, "one.vm.attachnic", 0, 'NIC=[NETWORK="net-b"]')
+    srv.wait_vm(0, 3, 3)
+    body = valid(ok(srv, "one.vm.info", 0))
+    assert elements(body) == elements(DOCS["vm_info_after_attachnic"])
+    assert re.findall(r"<ACTION>(\d+)</ACTION>", body) == ["23", "0"]
+    assert f"<VM><![CDATA[0]]></VM>" in ok(srv, "one.vn.info", 1)
+    ok(srv, "one.vm.detachnic", 0, 1)
+    srv.wait_vm(0, 3, 3)
+    body = valid(ok(srv, "one.vm.info", 0))
+    assert elements(body) == elements(DOCS["vm_info_after_detachnic"])
+    assert re.findall(r"<ACTION>(\d+)</ACTION>", body) == ["23", "24", "0"]
+    assert "<USED_LEASES>0</USED_LEASES>" in ok(srv, "one.vn.info", 1)
+    reply = fails(srv, "one.vm.detachnic", 0, 7)
+    assert reply[1] == "[one.vm.detachnic] Could not detach NIC with NIC_ID 7, it does not exist."
+    reply = fails(srv, "one.vm.attachnic", 1, 'NIC=[NETWORK="net-b"]')  # VM 1 is on hold
+    assert reply[1] == "[one.vm.attachnic] Could not add a new NIC to VM 1, wrong state HOLD."
+
+
 def test_pyone_reads_every_document(srv: Server, scenario: dict[str, Any]) -> None:
     one = srv.pyone()
     net = one.vn.info(0)

@@ -1,0 +1,46 @@
+"""``one.vm.attachnic`` and ``one.vm.detachnic``: a NIC added to or taken from a VM, its lease
+with it (``oneserver.nic_hotplug``); on a running VM the core runs the VMM's hotplug."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneserver import capabilities, nic_hotplug, operations, store, wakeup
+from oneserver.api import Context, api, authz
+from oneserver.api import common as c
+
+
+def _host_vm_mad(vm: dict[str, Any]) -> str | None:
+    hist = vm["history"]
+    if not hist or not store.exists("host", hist[-1]["hid"]):
+        return None
+    return str(store.load("host", hist[-1]["hid"])["vm_mad"])
+
+
+@api("one.vm.attachnic", "is")
+def vm_attachnic(ctx: Context, oid: int, text: str) -> int:
+    given = c.parse_template(text)
+    authz.check_restricted(ctx.caller.is_admin, "vm", [given])
+    with c.changing(ctx, "vm", oid) as vm:
+        vm_mad = _host_vm_mad(vm)
+        if vm_mad is not None and nic_hotplug.running(vm):
+            capabilities.require(vm_mad, "nic-attach", vm)
+        ops = nic_hotplug.attach(vm, given, lambda kind, obj: ctx.authorize(c.target(kind, obj)),
+                                 ctx.caller.uid, ctx.caller.gid)
+        operations.enqueue(vm, ops)
+    if ops:
+        wakeup.notify()
+    return oid
+
+
+@api("one.vm.detachnic", "ii")
+def vm_detachnic(ctx: Context, oid: int, nic_id: int) -> int:
+    with c.changing(ctx, "vm", oid) as vm:
+        vm_mad = _host_vm_mad(vm)
+        if vm_mad is not None and nic_hotplug.running(vm):
+            capabilities.require(vm_mad, "nic-detach", vm)
+        ops = nic_hotplug.detach(vm, nic_id, ctx.caller.uid, ctx.caller.gid)
+        operations.enqueue(vm, ops)
+    if ops:
+        wakeup.notify()
+    return oid

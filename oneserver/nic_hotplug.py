@@ -1,0 +1,123 @@
+"""NICs attached to and detached from a VM (DispatchManager::attach_nic / detach_nic): on a
+POWEROFF VM at once; on a RUNNING VM through HOTPLUG_NIC while the core runs the VMM's
+``attach_nic``/``detach_nic`` as a durable operation, whose outcome is written here. The lease
+of the NIC changes with it (``leases.py``), in the same transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oneserver import leases
+from oneserver.errors import ACTION, OneError
+from oneserver.history import close_history, last_history, now, record_action
+from oneserver.lifecycle import Op, clear_error, set_error, set_state
+from oneserver.template import Template
+from oneserver.vmstate import Lcm, VmState
+
+Doc = dict[str, Any]
+Vector = dict[str, str]
+
+
+def running(vm: Doc) -> bool:
+    return vm["state"] == VmState.ACTIVE and vm["lcm_state"] == Lcm.RUNNING
+
+
+def _poweroff(vm: Doc) -> bool:
+    return vm["state"] == VmState.POWEROFF
+
+
+def _state_str(vm: Doc) -> str:
+    return VmState(vm["state"]).name
+
+
+def _new_record(vm: Doc, action: str, uid: int, gid: int) -> None:
+    """close_cp_history: the open record is closed with ``action`` and who asked; a copy of it
+    opens, the VM running on from now (a POWEROFF VM's copy is closed for running at once)."""
+    h = last_history(vm)
+    if h is None:
+        return
+    record_action(vm, action, uid, gid)
+    t = now()
+    if h["rstime"] and not h["retime"]:
+        h["retime"] = t
+    close_history(vm)
+    vm["history"].append(dict(
+        h, seq=h["seq"] + 1, stime=t, etime=0, pstime=0, petime=0, rstime=t,
+        retime=t if _poweroff(vm) else 0, estime=0, eetime=0, action=0, uid=-1, gid=-1,
+        request_id=-1))
+
+
+def _host_id(vm: Doc) -> int:
+    h = last_history(vm)
+    return int(h["hid"]) if h is not None else -1
+
+
+def attach(vm: Doc, given: Template, may_use: leases.MayUse, uid: int, gid: int) -> list[Op]:
+    """Add the NIC of ``given`` to ``vm`` (its lease taken now); the operations to queue."""
+    if not (running(vm) or _poweroff(vm)):
+        raise OneError(ACTION, f"Could not add a new NIC to VM {vm['id']}, wrong state "
+                               f"{_state_str(vm)}.", vm["id"])
+    nic = next(iter(given.vectors("NIC")), None)
+    if nic is None:
+        raise OneError(ACTION, "VM Template does not include a NIC attribute", vm["id"])
+    live = running(vm)
+    if live:
+        nic = {**nic, "ATTACH": "YES"}
+    added = leases.attach_nic(vm, nic, may_use)
+    _new_record(vm, "nic-attach", uid, gid)
+    if not live:
+        return []
+    set_state(vm, VmState.ACTIVE, Lcm.HOTPLUG_NIC)
+    vm["resched"] = 0
+    return [Op("attach_nic", _host_id(vm), {"nic_id": int(added["NIC_ID"])})]
+
+
+def detach(vm: Doc, nic_id: int, uid: int, gid: int) -> list[Op]:
+    """Take NIC ``nic_id`` out of ``vm``: at once when it is off (its lease given back), else
+    once the VMM removed it."""
+    if not (running(vm) or _poweroff(vm)):
+        raise OneError(ACTION, f"Could not detach NIC from VM {vm['id']}, wrong state "
+                               f"{_state_str(vm)}.", vm["id"])
+    tmpl = Template.from_json(vm["template"])
+    nic = next((n for n in tmpl.vectors("NIC") if n.get("NIC_ID") == str(nic_id)), None)
+    if nic is None:
+        raise OneError(ACTION, f"Could not detach NIC with NIC_ID {nic_id}, it does not "
+                               "exist.", vm["id"])
+    _new_record(vm, "nic-detach", uid, gid)
+    if not running(vm):
+        leases.detach_nic(vm, nic_id)
+        return []
+    nic["DETACH"] = "YES"
+    vm["template"] = tmpl.to_json()
+    set_state(vm, VmState.ACTIVE, Lcm.HOTPLUG_NIC)
+    vm["resched"] = 0
+    return [Op("detach_nic", _host_id(vm), {"nic_id": nic_id})]
+
+
+def _flag(vm: Doc, nic_id: int, flag: str) -> None:
+    tmpl = Template.from_json(vm["template"])
+    for nic in tmpl.vectors("NIC"):
+        if nic.get("NIC_ID") == str(nic_id):
+            nic.pop(flag, None)
+    vm["template"] = tmpl.to_json()
+
+
+def done(vm: Doc, action: str, nic_id: int) -> None:
+    """The VMM attached (or detached) the NIC: the VM runs on with it (without it)."""
+    if action == "attach_nic":
+        _flag(vm, nic_id, "ATTACH")
+    else:
+        leases.detach_nic(vm, nic_id)
+    set_state(vm, VmState.ACTIVE, Lcm.RUNNING)
+    clear_error(vm)
+
+
+def failed(vm: Doc, action: str, nic_id: int, message: str) -> None:
+    """The VMM could not: an attached NIC goes (with its lease), a detached one stays."""
+    if action == "attach_nic":
+        leases.detach_nic(vm, nic_id)
+        set_error(vm, f"Error attaching new NIC: {message}")
+    else:
+        _flag(vm, nic_id, "DETACH")
+        set_error(vm, f"Error detaching NIC: {message}")
+    set_state(vm, VmState.ACTIVE, Lcm.RUNNING)
