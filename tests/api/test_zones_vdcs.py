@@ -374,3 +374,20 @@ def test_a_deleted_resource_leaves_its_vdcs(server: Server) -> None:
     assert mine == {f"@{gid} HOST/* MANAGE #0", f"@{gid} NET/* USE #0",
                     f"@{gid} DATASTORE/* USE #0"}  # the default VDC's only
     assert str(by_hand) not in {r[0] for r in rules(server)}
+
+
+def test_an_older_database_gets_zone_0_and_the_default_vdc(tmp_path) -> None:  # noqa: ANN001
+    from tests.api.test_schema_migration import empty_database, load_release, serve, stop
+    with empty_database("sqlite", tmp_path) as url:
+        load_release("0.1.0", "sqlite", url)
+        server = serve(tmp_path, url, "sqlite")
+        try:
+            assert ok(server, "one.vdc.info", 0, False) == DEFAULT_VDC
+            assert "<NAME>OpenNebula</NAME>" in ok(server, "one.zone.info", 0, False)
+            strings = [r[5] for r in rules(server)]
+            # The release's own pair of rules becomes the default VDC's three.
+            for rule in ("@1 HOST/* MANAGE #0", "@1 NET/* USE #0", "@1 DATASTORE/* USE #0"):
+                assert strings.count(rule) == 1, strings
+            assert "@1 NET+DATASTORE/* USE #0" not in strings
+        finally:
+            stop(server)
