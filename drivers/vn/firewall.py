@@ -51,7 +51,10 @@ class FirewallVN(BridgeVN):
         try:
             self.shell.run(host, script, f"network setup of VM {vm.id}", stdin=ruleset)
         except DriverError:
-            self.clean(host, vm)
+            try:
+                self.clean(host, vm)
+            except DriverError:
+                pass  # the setup's failure is the one to report; clean runs again later
             raise
 
     def clean(self, host: HostRef, vm: VMSpec) -> None:

@@ -125,8 +125,11 @@ def rule_lines(rule: SecurityRule, what: str) -> list[Match]:
 
 def nic_rules(vm: VMSpec, nic: NicSpec) -> list[Match]:
     """The ACCEPT lines of every rule of the NIC's security groups."""
+    # Only a NIC that names no group is open; ids without rules (or that are no ids) allow
+    # nothing, as in OpenNebula.
+    named = nic.attrs.get("SECURITY_GROUPS", "").strip()
     groups = nic.security_groups
-    rules: Iterable[SecurityRule] = ALLOW_ALL if not groups else (
+    rules: Iterable[SecurityRule] = ALLOW_ALL if not named else (
         r for r in vm.security_rules if r.security_group_id in groups)
     out: list[Match] = []
     for i, rule in enumerate(rules):

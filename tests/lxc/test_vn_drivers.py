@@ -109,6 +109,11 @@ def test_nic_table_takes_only_the_nics_groups() -> None:
     # No SECURITY_GROUPS: the default group (all).
     bare = vm(nic(0))
     assert rules.nic_table(bare, bare.nics[0]).count("meta protocol { ip, ip6 } accept") == 2
+    # Groups without rules, or words that are no ids, allow nothing (never fail open).
+    for groups in ("7", "x"):
+        closed = vm(nic(0, SECURITY_GROUPS=groups), rules_=(SecurityRule(0, "ALL", "INBOUND"),))
+        assert "meta protocol { ip, ip6 } accept" not in rules.nic_table(closed,
+                                                                         closed.nics[0])
 
 
 def test_bridge_driver_script_and_refusals() -> None:
