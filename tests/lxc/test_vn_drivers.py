@@ -237,3 +237,48 @@ def test_resolv_conf_never_leaves_the_rootfs(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == []
     readonly = dataclasses.replace(spec, disks=(DiskSpec(0, "/images/x", readonly=True),))
     assert write_script(readonly, "x") is None
+
+
+class FakeRegistry:
+    """The registry as the executor's network steps use it: a VMM (with or without real
+    hosts) and VN driver calls, recorded; the VN drivers named in ``failing`` raise."""
+
+    def __init__(self, real_hosts: bool, failing: tuple[str, ...] = ()) -> None:
+        self.vmm = type("V", (), {"runs_vn_drivers": real_hosts})()
+        self.failing = failing
+        self.calls: list[tuple[str, str, tuple[int, ...]]] = []
+
+    def driver(self, kind: str, name: str) -> Any:
+        return self.vmm
+
+    def call(self, kind: str, name: str, method: str, host: HostRef, spec: VMSpec) -> None:
+        self.calls.append((name, method, tuple(n.nic_id for n in spec.nics)))
+        if name in self.failing:
+            raise DriverError(f"{name} failed")
+
+
+def test_the_core_calls_each_vn_driver_with_its_nics() -> None:
+    from oneserver.core.executor import Executor
+
+    spec = vm(NicSpec(0, vn_mad="fw"), NicSpec(1, vn_mad="bridge"), NicSpec(2, vn_mad="fw"),
+              NicSpec(3))
+    reg = FakeRegistry(real_hosts=True, failing=("fw",))
+    ex = Executor(reg, lambda: None)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(DriverError, match="fw failed"):
+            ex._network("pre", HOST, "lxc", spec)
+        assert reg.calls == [("fw", "pre", (0, 2))]  # a failed pre stops there
+        reg.calls.clear()
+        with pytest.raises(DriverError, match="fw failed"):
+            ex._network("clean", HOST, "lxc", spec)
+        # A clean goes on with the other drivers; a NIC without VN_MAD has none.
+        assert reg.calls == [("fw", "clean", (0, 2)), ("bridge", "clean", (1,))]
+    finally:
+        ex.close()
+    model = FakeRegistry(real_hosts=False)
+    ex = Executor(model, lambda: None)  # type: ignore[arg-type]
+    try:
+        ex._network("pre", HOST, "dummy", spec)
+        assert model.calls == []  # dummy and sim hosts are models: no VN driver runs
+    finally:
+        ex.close()
