@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import address_range, db, leases, networks, numeric, store
+from oneserver import address_range, db, leases, networks, numeric, store, vdcs
 from oneserver.acl import MANAGE, Target
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
@@ -87,6 +87,7 @@ def _drop(doc: Doc) -> None:
             cl["vnets"] = [v for v in cl["vnets"] if v != oid]
             store.save("cluster", cl)
     store.delete("vn", oid)
+    vdcs.resource_deleted("vn", oid)
 
 
 @api("one.vn.delete", "i")

@@ -391,3 +391,31 @@ def test_an_older_database_gets_zone_0_and_the_default_vdc(tmp_path) -> None:  #
             assert "@1 NET+DATASTORE/* USE #0" not in strings
         finally:
             stop(server)
+
+
+def test_a_vdc_network_gives_its_groups_use(server: Server) -> None:
+    gid = ok(server, "one.group.allocate", uniq("net"))
+    vid = ok(server, "one.vdc.allocate", f'NAME="{uniq("net")}"')
+    ok(server, "one.vdc.addgroup", vid, gid)
+    net = ok(server, "one.vn.allocate", f'NAME="{uniq("net")}"\nVN_MAD="dummy"\nBRIDGE="b0"\n'
+             'AR=[TYPE="IP4",IP="10.99.0.1",SIZE="2"]', -1)
+    ok(server, "one.vdc.addvnet", vid, 0, net)
+    assert f"@{gid} NET/#{net} USE #0" in rule_strings(server)
+    assert (f"<VNETS><VNET><ZONE_ID>0</ZONE_ID><VNET_ID>{net}</VNET_ID></VNET></VNETS>"
+            in ok(server, "one.vdc.info", vid, False))
+    ok(server, "one.vdc.delvnet", vid, 0, net)
+    assert f"@{gid} NET/#{net} USE #0" not in rule_strings(server)
+    # Another zone's network is not looked for here.
+    refused(server, NO_EXISTS, "Error getting zone [3].", "one.vdc.addvnet", vid, 3, net)
+
+
+def test_a_deleted_network_leaves_its_vdcs(server: Server) -> None:
+    gid = ok(server, "one.group.allocate", uniq("netgone"))
+    vid = ok(server, "one.vdc.allocate", f'NAME="{uniq("netgone")}"')
+    ok(server, "one.vdc.addgroup", vid, gid)
+    net = ok(server, "one.vn.allocate", f'NAME="{uniq("netgone")}"\nVN_MAD="dummy"\n'
+             'BRIDGE="b0"\nAR=[TYPE="ETHER",SIZE="2"]', -1)
+    ok(server, "one.vdc.addvnet", vid, 0, net)
+    ok(server, "one.vn.delete", net)
+    assert "<VNETS></VNETS>" in ok(server, "one.vdc.info", vid, False)
+    assert f"@{gid} NET/#{net} USE #0" not in rule_strings(server)
