@@ -157,3 +157,16 @@ def test_multicall_is_bounded(server: Server) -> None:
     assert fault(server, "system.multicall") == (
         -503, "system.multicall takes one parameter, which is an array, each element "
               "describing one RPC.  You supplied 0 arguments")
+
+
+def test_every_listed_method_is_described(server: Server) -> None:
+    from oneserver.api import authz
+    p = proxy(server)
+    names = p.system.listMethods()
+    assert set(api.SYSTEM) == set(SYSTEM) and set(SYSTEM) <= set(authz.TABLE)
+    calls = [{"methodName": m, "params": [name]} for name in names
+             for m in ("system.methodHelp", "system.methodSignature")]
+    for i in range(0, len(calls), introspection.MAX_CALLS):
+        for result in p.system.multicall(calls[i:i + introspection.MAX_CALLS]):
+            assert isinstance(result, list) and len(result) == 1, result
+            assert isinstance(result[0], str | list) and result[0], result
