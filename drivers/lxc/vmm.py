@@ -106,7 +106,7 @@ class LxcVMM(VMMDriver):
 
     capabilities = frozenset({
         Capability.SHUTDOWN, Capability.CANCEL, Capability.REBOOT, Capability.RESET,
-        Capability.SUSPEND, Capability.RESIZE_LIVE,
+        Capability.SUSPEND, Capability.RESIZE_LIVE, Capability.NIC_HOTPLUG,
         # Cold migration is the core's: stop here, the TM moves the directory, deploy there.
         Capability.MIGRATE_COLD,
     })

@@ -361,17 +361,28 @@ class Executor:
         return self._vmm_step(op, vm, "resize")
 
     def _hotplug_nic(self, op: db.Operation, vm: Doc) -> Doc:
-        """attach_nic / detach_nic of one NIC: the VMM's call, its outcome (the NIC and its
-        lease kept or given back) written by nic_hotplug."""
+        """attach_nic / detach_nic of one NIC: the VMM's call between the VN driver's pre and
+        post (attach) or before its clean (detach), for that NIC only; the outcome (the NIC
+        and its lease kept or given back) written by nic_hotplug. A failed attach leaves
+        neither the interface nor its network setup behind."""
         host, vmm, _ = self._drivers(op, vm)
         nic_id, action = int(op.args["nic_id"]), op.action
-        spec = vm_spec(vm, vmm)
+        ref, spec = host_ref(host), vm_spec(vm, vmm)
+        nic = next((n for n in spec.nics if n.nic_id == nic_id), None)
         try:
-            nic = next((n for n in spec.nics if n.nic_id == nic_id), None)
             if nic is None:
                 raise DriverError(f"the VM has no NIC {nic_id}")
-            self.registry.call("vmm", vmm, action, host_ref(host), spec, nic)
+            one = dataclasses.replace(spec, nics=(nic,))
+            if action == "attach_nic":
+                self._network("pre", ref, vmm, one)
+                self.registry.call("vmm", vmm, action, ref, spec, nic)
+                self._network("post", ref, vmm, one)
+            else:
+                self.registry.call("vmm", vmm, action, ref, spec, nic)
+                self._network("clean", ref, vmm, one)
         except DriverError as exc:
+            if action == "attach_nic" and nic is not None:
+                self._undo_attach(ref, vmm, spec, nic)
             message = str(exc)
             return self._write(op, lambda v, h: nic_hotplug.failed(v, action, nic_id, message))
         return self._write(op, lambda v, h: nic_hotplug.done(v, action, nic_id))
@@ -403,6 +414,15 @@ class Executor:
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    def _undo_attach(self, ref: HostRef, vmm: str, spec: VMSpec, nic: NicSpec) -> None:
+        """After a failed attach: the interface goes (it must not stay unfiltered), then
+        what the VN driver set up for it."""
+        try:
+            self.registry.call("vmm", vmm, "detach_nic", ref, spec, nic)
+        except DriverError:
+            log.exception("VM %s: detach of NIC %s after a failed attach", spec.id, nic.nic_id)
+        self._undo_network(ref, vmm, dataclasses.replace(spec, nics=(nic,)))
 
     def _undo_network(self, ref: HostRef, vmm: str, spec: VMSpec) -> None:
         """After a failed deploy: what the VN drivers set up goes (the failure is what the

@@ -101,3 +101,33 @@ def test_nic_lifecycle_through_the_api(server: Server, rootfs: tuple[Path, Path]
     server.wait_vm(vid, VmState.DONE)
     assert state_on_host(netns, vid) == {"veth": False, "port": False, "filter": False,
                                          "bridge": False}
+
+
+def test_attach_and_detach_nic_through_the_api(server: Server,
+                                               rootfs: tuple[Path, Path]) -> None:
+    """one.vm.attachnic on a running container: the filter table and the interface come (up
+    and addressed inside); one.vm.detachnic: both go."""
+    one = server.pyone()
+    netns = libvirtd_netns()
+    vid = one.vm.allocate(
+        f'NAME = "hot"\nCPU = 0.1\nMEMORY = 48\nDISK = [ SOURCE = "{rootfs[0]}" ]\n')
+    created.append(vid)
+    server.wait_vm(vid, ACTIVE, RUNNING)
+    one.vm.attachnic(vid, f'NIC = [ BRIDGE = "{BRIDGE}", VN_MAD = "fw", IP = "10.213.6.20", '
+                          'MAC = "02:00:0a:d5:06:14", NETWORK_MASK = "255.255.255.0" ]')
+    wait_for("the NIC attached", lambda: state_on_host(netns, vid)["port"])
+    server.wait_vm(vid, ACTIVE, RUNNING)
+    assert state_on_host(netns, vid)["filter"]
+    conn = libvirt.open("lxc:///system")
+    try:
+        inside = in_container(conn.lookupByName(f"one-{vid}"), "/bin/ip", "-o", "addr").stdout
+    finally:
+        conn.close()
+    assert "eth0" in inside and "10.213.6.20/24" in inside
+    one.vm.detachnic(vid, 0)
+    wait_for("the NIC detached", lambda: not state_on_host(netns, vid)["veth"])
+    server.wait_vm(vid, ACTIVE, RUNNING)
+    assert state_on_host(netns, vid) == {"veth": False, "port": False, "filter": False,
+                                         "bridge": False}
+    one.vm.action("terminate-hard", vid)
+    server.wait_vm(vid, VmState.DONE)
