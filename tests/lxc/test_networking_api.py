@@ -131,3 +131,42 @@ def test_attach_and_detach_nic_through_the_api(server: Server,
                                          "bridge": False}
     one.vm.action("terminate-hard", vid)
     server.wait_vm(vid, VmState.DONE)
+
+
+def test_a_network_and_security_group_of_the_api(server: Server,
+                                                 rootfs: tuple[Path, Path]) -> None:
+    """A NIC taken from a virtual network (VN_MAD fw) with a security group allowing inbound
+    TCP 80: the container gets the lease's address, MAC and gateway on the network's bridge,
+    and the rules of its groups (that one and the network's default group 0, as oned gives
+    it) are its filter."""
+    one = server.pyone()
+    netns = libvirtd_netns()
+    sg = one.secgroup.allocate(
+        'NAME = "web-only"\n'
+        'RULE = [ PROTOCOL = "TCP", RULE_TYPE = "inbound", RANGE = "80" ]\n')
+    vnet = one.vn.allocate(
+        f'NAME = "lab"\nVN_MAD = "fw"\nBRIDGE = "{BRIDGE}"\nNETWORK_MASK = "255.255.255.0"\n'
+        'GATEWAY = "10.213.6.1"\nDNS = "10.213.6.1"\n'
+        'AR = [ TYPE = "IP4", IP = "10.213.6.100", SIZE = "5" ]\n', -1)
+    vid = one.vm.allocate(
+        f'NAME = "leased"\nCPU = 0.1\nMEMORY = 48\nDISK = [ SOURCE = "{rootfs[0]}" ]\n'
+        f'NIC = [ NETWORK_ID = "{vnet}", SECURITY_GROUPS = "{sg}" ]\n')
+    created.append(vid)
+    server.wait_vm(vid, ACTIVE, RUNNING)
+    nic = one.vm.info(vid).TEMPLATE["NIC"]
+    assert nic["IP"] == "10.213.6.100" and nic["VN_MAD"] == "fw"
+    assert nic["SECURITY_GROUPS"] == f"0,{sg}"
+    rules = in_netns(netns, "nft", "list", "table", "bridge", f"one-{vid}-0").stdout
+    assert "tcp dport 80 accept" in rules and "meta protocol { ip, ip6 } accept" in rules
+    conn = libvirt.open("lxc:///system")
+    try:
+        dom = conn.lookupByName(f"one-{vid}")
+        inside = in_container(dom, "/bin/ip", "addr").stdout
+        routes = in_container(dom, "/bin/ip", "route").stdout
+    finally:
+        conn.close()
+    assert "10.213.6.100/24" in inside and nic["MAC"] in inside
+    assert "default via 10.213.6.1" in routes
+    one.vm.action("terminate-hard", vid)
+    server.wait_vm(vid, VmState.DONE)
+    assert not state_on_host(netns, vid)["filter"]
