@@ -308,6 +308,7 @@ class VNCapability(enum.Enum):
     BRIDGE = "bridge"                # creates the NIC's Linux bridge when it is missing
     SECURITY_GROUPS = "security-groups"  # the VM's security group rules filter its packets
     OVERLAY = "overlay"              # links the bridge to the other hosts (VXLAN)
+    VLAN = "vlan"                    # tags the network's traffic (802.1Q) on PHYDEV
 
 
 class VNDriver(abc.ABC):

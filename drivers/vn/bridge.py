@@ -13,7 +13,14 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
-from oneserver.driver_contract import HostRef, NicSpec, VMSpec, VNCapability, VNDriver
+from oneserver.driver_contract import (
+    DriverError,
+    HostRef,
+    NicSpec,
+    VMSpec,
+    VNCapability,
+    VNDriver,
+)
 
 from . import names
 from .host import HostShell
@@ -64,6 +71,15 @@ def remove_if_unused(bridge: str, keep: tuple[str, ...] = ()) -> str:
             "fi\n")
 
 
+def check(vm: VMSpec) -> None:
+    """Refuse, before the host is touched, a NIC these drivers cannot set up."""
+    for nic in vm.nics:
+        names.target_of(nic)
+        kind = nic.attrs.get("BRIDGE_TYPE", "").strip().lower()
+        if kind not in ("", "linux"):
+            raise DriverError(f"NIC {nic.nic_id}: BRIDGE_TYPE {kind!r} is not a Linux bridge")
+
+
 class BridgeVN(VNDriver):
     """Options: ``ssh_command``, ``ssh_user``, ``netns`` and ``timeout`` (see
     :mod:`drivers.vn.host`), ``keep_empty_bridge`` (default ``yes``)."""
@@ -106,8 +122,7 @@ class BridgeVN(VNDriver):
                        for bridge, nic in self.bridges(vm))
 
     def pre(self, host: HostRef, vm: VMSpec) -> None:
-        for nic in vm.nics:  # refused before the host is touched
-            names.target_of(nic)
+        check(vm)
         script = self.pre_script(vm)
         if script:
             self.shell.run(host, script, f"network setup of VM {vm.id}")

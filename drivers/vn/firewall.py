@@ -15,8 +15,8 @@ from typing import Any
 
 from oneserver.driver_contract import DriverError, HostRef, VMSpec, VNCapability
 
-from . import names, rules
-from .bridge import BridgeVN
+from . import rules
+from .bridge import BridgeVN, check
 
 BR_NETFILTER = """\
 [ -d /proc/sys/net/bridge ] || modprobe br_netfilter
@@ -44,8 +44,7 @@ class FirewallVN(BridgeVN):
             rules.nic_table(vm, nic, self.mark) for nic in vm.nics)
 
     def pre(self, host: HostRef, vm: VMSpec) -> None:
-        for nic in vm.nics:
-            names.target_of(nic)
+        check(vm)
         ruleset = self.ruleset(vm)  # a rule it cannot express stops it here
         script = self.pre_script(vm) + BR_NETFILTER + "nft -f -\n"
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from drivers.lxc.resolv import resolv_conf, write_script
-from drivers.vn import BridgeVN, DummyVN, FirewallVN, VxlanVN, rules
+from drivers.vn import BridgeVN, DummyVN, FirewallVN, VlanVN, VxlanVN, rules
 from oneserver.core.specs import nic_specs, security_rules
 from oneserver.driver_contract import (
     DiskSpec,
@@ -282,3 +282,22 @@ def test_the_core_calls_each_vn_driver_with_its_nics() -> None:
         assert model.calls == []  # dummy and sim hosts are models: no VN driver runs
     finally:
         ex.close()
+
+
+def test_vlan_device_per_network() -> None:
+    drv, rec = driver(VlanVN)
+    drv.pre(HOST, vm(nic(0, PHYDEV="eth0", VLAN_ID="100")))
+    script, ruleset = rec.calls[0]
+    assert "ip link add link eth0 name eth0.100 type vlan id 100" in script
+    assert "ip link set dev eth0.100 master onebr0" in script and "table bridge one-7-0" in ruleset
+    for bad in ("0", "4095", "1e3"):
+        with pytest.raises(DriverError, match="VLAN_ID"):
+            drv.pre(HOST, vm(nic(0, PHYDEV="eth0", VLAN_ID=bad)))
+
+
+def test_only_linux_bridges() -> None:
+    drv, rec = driver(FirewallVN)
+    with pytest.raises(DriverError, match="BRIDGE_TYPE 'openvswitch'"):
+        drv.pre(HOST, vm(nic(0, BRIDGE_TYPE="openvswitch")))
+    drv.pre(HOST, vm(nic(0, BRIDGE_TYPE="linux")))
+    assert len(rec.calls) == 1
