@@ -7,12 +7,13 @@ from __future__ import annotations
 from oneserver.driver_contract import HostRef, VMSpec, VNDriver
 
 from . import names
+from .bridge import check
 
 
 class DummyVN(VNDriver):
     def pre(self, host: HostRef, vm: VMSpec) -> None:
+        check(vm)
         for nic in vm.nics:
-            names.target_of(nic)
             if nic.bridge is not None:
                 names.bridge_of(nic)
 
