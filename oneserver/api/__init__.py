@@ -201,6 +201,7 @@ def load_all() -> None:
         vmnic,
         vmtemplate,
         vn,
+        vntemplate,
         zone,
     )
     unlisted = sorted((set(METHODS) | set(SYSTEM)) - set(TABLE))

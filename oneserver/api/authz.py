@@ -206,6 +206,14 @@ TABLE: dict[str, Operation] = {
     "one.secgroup.clone": _op("secgroup", USE, creates="secgroup"),
     "one.secgroup.commit": _op("secgroup", MANAGE),
     "one.secgrouppool.info": _pool("secgroup"),
+    # --- network templates (VNTemplateAPI: MANAGE; instantiate and clone USE the template,
+    # instantiate makes a network of the caller's without CREATE on networks) -----------
+    **_shared("one.vntemplate", "vntemplate", MANAGE, "info", "update", "rename", "delete",
+              "chmod", "chown", "lock", "unlock"),
+    "one.vntemplate.allocate": _op("vntemplate", CREATE),
+    "one.vntemplate.clone": _op("vntemplate", USE, creates="vntemplate"),
+    "one.vntemplate.instantiate": _op("vntemplate", USE),
+    "one.vntemplatepool.info": _pool("vntemplate"),
     # --- zones (ZoneAPI: ADMIN; info USE, update/rename MANAGE; allocate CREATE, which a
     # standalone server refuses before any check) ----------------------------------------
     "one.zone.allocate": _op("zone", CREATE),
@@ -317,11 +325,11 @@ VNET_RESTRICTED: tuple[tuple[str, str | None], ...] = (
 RESTRICTED: dict[str, tuple[tuple[str, str | None], ...]] = {
     "vm": VM_RESTRICTED, "template": VM_RESTRICTED, "image": IMAGE_RESTRICTED,
     "user": _VM_OPERATIONS, "group": _VM_OPERATIONS, "datastore": DATASTORE_RESTRICTED,
-    "vn": VNET_RESTRICTED,
+    "vn": VNET_RESTRICTED, "vntemplate": VNET_RESTRICTED,
 }
 _WHAT = {"vm": "VM Template", "template": "VM Template", "image": "Template",
          "user": "Template", "group": "Template", "datastore": "Template",
-         "vn": "VNET Template"}
+         "vn": "VNET Template", "vntemplate": "VNET Template"}
 
 
 def _restricted_values(kind: str, tmpl: Template) -> dict[str, list[Any]]:

@@ -23,7 +23,8 @@ def _cluster(ctx: Context, cid: int) -> Doc:
     return cluster
 
 
-def insert(ctx: Context, tmpl: Template, clusters: list[Doc], parent: int = -1) -> Doc:
+def insert(ctx: Context, tmpl: Template, clusters: list[Doc], parent: int = -1,
+           template_id: int = -1) -> Doc:
     """A new network of the caller's from ``tmpl``, in ``clusters`` (inside the caller's
     transaction)."""
     name = tmpl.get_str("NAME")
@@ -35,7 +36,8 @@ def insert(ctx: Context, tmpl: Template, clusters: list[Doc], parent: int = -1) 
     oid = store.next_id("vn")
     owner = c.new_owned_doc(ctx, oid, name)
     try:
-        doc = networks.new_doc(oid, owner, tmpl, [cl["id"] for cl in clusters], parent)
+        doc = networks.new_doc(oid, owner, tmpl, [cl["id"] for cl in clusters], parent,
+                               template_id)
     except networks.NetworkError as exc:
         raise OneError(INTERNAL, str(exc)) from None
     store.insert("vn", doc)

@@ -51,6 +51,8 @@ METHODS: dict[str, str] = {
     "one.vnpool.info": "vnet_pool.xsd",
     "one.secgroup.info": "security_group.xsd",
     "one.secgrouppool.info": "security_group_pool.xsd",
+    "one.vntemplate.info": "vntemplate.xsd",
+    "one.vntemplatepool.info": "vntemplate_pool.xsd",
     "one.zone.info": "zone.xsd",
     "one.zonepool.info": "zone_pool.xsd",
     "one.vdc.info": "vdc.xsd",
@@ -383,3 +385,11 @@ class _Scenario:
         self.take("one.secgroup.info", 0, False, state="the default group, used by a VM")
         self.take("one.secgroup.info", sg, False, state="a group with a rule and a VM")
         self.take("one.secgrouppool.info", -2, -1, -1, state="every group")
+        vt = self.ok("one.vntemplate.allocate", f'NAME="{self.name("vnt")}"\nVN_MAD="dummy"\n'
+                     'BRIDGE="br-t"\nAR=[TYPE="IP4",IP="10.213.8.1",SIZE="2"]')
+        self.take("one.vntemplate.info", vt, False, state="a network template")
+        self.ok("one.vntemplate.instantiate", vt, self.name("from-t"), "")
+        self.ok("one.vntemplate.lock", vt, 1, False)
+        self.take("one.vntemplate.info", vt, False, state="a locked network template")
+        self.take("one.vntemplatepool.info", -2, -1, -1, state="every network template")
+        self.take("one.vnpool.info", -2, -1, -1, state="with a network from a template")

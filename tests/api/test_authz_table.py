@@ -32,7 +32,7 @@ OWNED = {"owner": {USE, MANAGE, ADMIN}, "member": {USE, MANAGE}, "other": {USE},
 # What each caller holds on each kind of fixture object (oned's semantics, by hand).
 RIGHTS: dict[str, dict[str, set[int]]] = {
     "vm": OWNED, "template": OWNED, "image": OWNED, "datastore": OWNED, "vn": OWNED,
-    "secgroup": OWNED,
+    "secgroup": OWNED, "vntemplate": OWNED,
     # Hosts belong to nobody; the default rule "@1 HOST/* MANAGE #0" gives group users MANAGE
     # (not USE: they may deploy there but not read or list hosts).
     "host": {"owner": {MANAGE}, "member": {MANAGE}, "other": {MANAGE}, "stranger": set(),
@@ -136,6 +136,10 @@ class World:
             return self.owned(self.admin(
                 "one.vn.allocate", f'NAME="{uniq("vn")}"\nVN_MAD="dummy"\nBRIDGE="br-a"\n'
                 'AR=[TYPE="IP4",IP="10.213.7.10",SIZE="4"]', -1), "vn")
+        if kind == "vntemplate":
+            return self.owned(self.admin(
+                "one.vntemplate.allocate", f'NAME="{uniq("vnt")}"\nVN_MAD="dummy"\n'
+                'BRIDGE="br-t"\nAR=[TYPE="ETHER",SIZE="2"]'), "vntemplate")
         if kind == "secgroup":
             return self.owned(self.admin(
                 "one.secgroup.allocate", f'NAME="{uniq("sg")}"\n'
@@ -178,6 +182,8 @@ VERBS: dict[str, dict[str, int]] = {
     "vn": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M,
            "lock": M, "unlock": M},
     "secgroup": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M},
+    "vntemplate": {"info": U, "update": M, "rename": M, "delete": M, "chmod": M, "chown": M,
+                   "lock": M, "unlock": M},
 }
 
 
@@ -296,6 +302,12 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
     on("one.secgroup.clone", lambda w, o: (o, uniq("sgclone")), ("secgroup", U),
        ("secgroup", CREATE))
     on("one.secgroup.commit", lambda w, o: (o, False), ("secgroup", M))
+    # network templates (VNTemplateAPI.h/.cc: MANAGE; instantiate and clone USE the template)
+    on("one.vntemplate.allocate", lambda w, o: (f'NAME="{uniq("vnt")}"\nVN_MAD="dummy"',),
+       ("vntemplate", CREATE))
+    on("one.vntemplate.clone", lambda w, o: (o, uniq("vntclone")), ("vntemplate", U),
+       ("vntemplate", CREATE))
+    on("one.vntemplate.instantiate", lambda w, o: (o, uniq("fromt"), ""), ("vntemplate", U))
     # no object
     for method in ("one.system.version", "one.system.config"):
         on(method, lambda w, o: ())
@@ -320,6 +332,7 @@ POOLS: dict[str, tuple[str, Call]] = {
     "one.vdcpool.info": ("vdc", lambda w, o: ()),
     "one.vnpool.info": ("vn", lambda w, o: (-2, -1, -1)),
     "one.secgrouppool.info": ("secgroup", lambda w, o: (-2, -1, -1)),
+    "one.vntemplatepool.info": ("vntemplate", lambda w, o: (-2, -1, -1)),
 }
 api.load_all()
 PLAN = _plan()
@@ -368,12 +381,13 @@ def _object_kind(method: str) -> str | None:
 
 
 WORLD_KINDS = ("vm", "template", "image", "datastore", "host", "cluster", "user", "group",
-               "acl", "zone", "vdc", "vn", "secgroup")
+               "acl", "zone", "vdc", "vn", "secgroup",
+               "vntemplate")
 
 
 def _snapshot(world: World, kind: str, oid: int) -> str | None:
     if kind not in ("vm", "template", "image", "user", "group", "cluster", "zone", "vdc",
-                    "vn", "secgroup"):
+                    "vn", "secgroup", "vntemplate"):
         return None
     body = world.admin(f"one.{kind}.info", oid, False)
     return re.sub(r"<(LAST_MON_TIME|SCHED_MESSAGE)>.*?</\1>", "", body)

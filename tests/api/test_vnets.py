@@ -162,6 +162,32 @@ def test_attach_and_detach_nic_are_oneds(srv: Server, scenario: dict[str, Any]) 
     assert reply[1] == "[one.vm.attachnic] Could not add a new NIC to VM 1, wrong state HOLD."
 
 
+def test_vntemplates_are_oneds(srv: Server, scenario: dict[str, Any]) -> None:
+    tid = ok(srv, "one.vntemplate.allocate", 'NAME="tenant-net"\nVN_MAD="bridge"\n'
+             'BRIDGE="br-tenant"\nDESCRIPTION="Per-tenant private network"\nDNS="10.213.0.2"\n'
+             'GATEWAY="10.213.10.1"\nNETWORK_ADDRESS="10.213.10.0"\n'
+             'NETWORK_MASK="255.255.255.0"\nAR=[TYPE="IP4",IP="10.213.10.10",SIZE="100"]')
+    assert tid == 0
+    regtime = re.compile(r"<REGTIME>\d+</REGTIME>")
+    for method, params, recorded in (("one.vntemplate.info", (0,), "vntemplate_info"),
+                                     ("one.vntemplatepool.info", (-2, -1, -1),
+                                      "vntemplatepool_info")):
+        got = valid(ok(srv, method, *params))
+        assert regtime.sub("", got) == regtime.sub("", DOCS[recorded])
+    vn = ok(srv, "one.vntemplate.instantiate", 0, "tenant-a", 'DESCRIPTION="a tenant"')
+    body = valid(ok(srv, "one.vn.info", vn))
+    assert "<TEMPLATE_ID>0</TEMPLATE_ID>" in body and "<NAME>tenant-a</NAME>" in body
+    assert "<IP><![CDATA[10.213.10.10]]></IP>" in body
+    assert "<DESCRIPTION><![CDATA[a tenant]]></DESCRIPTION>" in body
+    assert "TEMPLATE_NAME" not in body  # the network's name comes from it, then it goes
+    clone = ok(srv, "one.vntemplate.clone", 0, "tenant-net-2")
+    assert "<NAME>tenant-net-2</NAME>" in ok(srv, "one.vntemplate.info", clone)
+    reply = fails(srv, "one.vntemplate.allocate", 'NAME="tenant-net"\nVN_MAD="bridge"')
+    assert reply[1] == "[one.vntemplate.allocate] NAME is already taken by VNTEMPLATE 0."
+    ok(srv, "one.vntemplate.delete", clone)
+    ok(srv, "one.vn.delete", vn)
+
+
 def test_pyone_reads_every_document(srv: Server, scenario: dict[str, Any]) -> None:
     one = srv.pyone()
     net = one.vn.info(0)

@@ -43,6 +43,8 @@ FOR_ROOT = {
     "VNET_POOL": "vnet_pool.xsd",
     "SECURITY_GROUP": "security_group.xsd",
     "SECURITY_GROUP_POOL": "security_group_pool.xsd",
+    "VNTEMPLATE": "vntemplate.xsd",
+    "VNTEMPLATE_POOL": "vntemplate_pool.xsd",
     "ZONE": "zone.xsd",
     "ZONE_POOL": "zone_pool.xsd",
     "VDC": "vdc.xsd",
