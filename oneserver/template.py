@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from lxml import etree
@@ -57,9 +57,6 @@ def _attr_name(name: str) -> str:
     return upper
 
 
-_MISSING = object()
-
-
 class Template:
     """Ordered multimap of attributes: top-level names repeat (several DISK), order kept."""
 
@@ -68,7 +65,7 @@ class Template:
     def __init__(self, items: Iterable[tuple[str, Value]] = ()) -> None:
         self.items: list[tuple[str, Value]] = [(n.upper(), _copy(v)) for n, v in items]
 
-    def get(self, name: str, default: Any = None) -> Value | None:
+    def get(self, name: str, default: Value | None = None) -> Value | None:
         name = name.upper()
         for n, v in self.items:
             if n == name:
@@ -112,7 +109,8 @@ class Template:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return self.get(name, _MISSING) is not _MISSING
+        name = name.upper()
+        return any(n == name for n, _ in self.items)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -182,11 +180,11 @@ class Template:
                 lines.append(f"{name} = [\n{members} ]")
         return "".join(line + "\n" for line in lines)
 
-    def to_json(self) -> list:
+    def to_json(self) -> list[list[str | Value]]:
         return [[n, _copy(v)] for n, v in self.items]
 
     @classmethod
-    def from_json(cls, data: list) -> Template:
+    def from_json(cls, data: Iterable[Sequence[Any]]) -> Template:
         tmpl = cls()  # one copy of each vector, not the two that __init__ would make
         tmpl.items = [(str(n).upper(), dict(v) if isinstance(v, dict) else str(v))
                       for n, v in data]
@@ -259,7 +257,9 @@ class _Lexer:
         self._last_quote: int | None = None
 
     def _skip_blanks(self, newlines: bool) -> None:
-        self.pos = (_SPACE_RUN if newlines else _BLANK_RUN).match(self.src, self.pos).end()
+        blanks = (_SPACE_RUN if newlines else _BLANK_RUN).match(self.src, self.pos)
+        assert blanks is not None  # a starred class matches, if only the empty string
+        self.pos = blanks.end()
 
     def _skip_comment(self) -> None:
         end = self.src.find("\n", self.pos)  # the comment eats its newline, like oned's rule
@@ -354,7 +354,7 @@ def _vector(lexer: _Lexer) -> Vector:
     tok = lexer.next()
     if tok.kind == "CBRACKET":
         return members
-    expecting = ("CBRACKET", "VARIABLE")
+    expecting: tuple[str, ...] = ("CBRACKET", "VARIABLE")
     while True:
         if tok.kind != "VARIABLE":
             raise _syntax_error(tok, expecting)

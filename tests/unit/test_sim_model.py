@@ -183,10 +183,18 @@ def test_host_down_window_makes_it_unreachable() -> None:
         clock_now[0] = 120
         with pytest.raises(HostUnreachable):
             im.monitor(host)
+        vm = VMSpec(id=1, name="v", cpu=1, vcpu=1, memory_mb=1)
         with pytest.raises(HostUnreachable):
-            SimVMM({}).deploy(host, VMSpec(id=1, name="v", cpu=1, vcpu=1, memory_mb=1))
+            SimVMM({}).deploy(host, vm)
+        # The calls that only need the host up ask the same.
+        with pytest.raises(HostUnreachable):
+            SimVMM({}).reboot(host, vm)
+        with pytest.raises(HostUnreachable):
+            SimTM({}).epilog(host, vm)
         clock_now[0] = 151
         assert im.monitor(host).total_cpu == 1600
+        SimVMM({}).reboot(host, vm)
+        SimTM({}).epilog(host, vm)
     finally:
         world_mod.reset()
 
