@@ -43,6 +43,11 @@ def escape(text: str) -> str:
     return text
 
 
+TOO_DEEP = "Nested data structure too deep."
+_end_array = xmlrpc.client.Unmarshaller.end_array
+_end_struct = xmlrpc.client.Unmarshaller.end_struct
+
+
 class I8(int):
     """An integer the caller sent as ``<i8>``: oned's integer parameters are ``<i4>``, and
     xmlrpc-c refuses an ``<i8>`` where one is expected, whatever its value."""
@@ -58,7 +63,13 @@ class _Decoder(xmlrpc.client.Unmarshaller):
     dispatch = dict(xmlrpc.client.Unmarshaller.dispatch)
 
     def end_int(self, data: str) -> None:
-        self.append(_integer(data, "int", INT32_MIN, INT32_MAX))
+        # The common case at C speed: ASCII digits (a minus before them) too few to be out of
+        # range; anything else goes through the checks that word xmlrpc-c's refusal.
+        if len(data) < 10 and data.isascii() and (data.isdigit() or (
+                data[:1] == "-" and data[1:].isdigit())):
+            self.append(int(data))
+        else:
+            self.append(_integer(data, "int", INT32_MIN, INT32_MAX))
         self._value = 0
 
     def end_i8(self, data: str) -> None:
@@ -72,18 +83,17 @@ class _Decoder(xmlrpc.client.Unmarshaller):
         self.append(data == "1")
         self._value = 0
 
+    # The innermost array or struct ends while every enclosing one is still open: its end is
+    # where the depth is known.
     def end_array(self, data: str) -> None:
-        self._nested()
-        super().end_array(data)
+        if len(self._marks) > MAX_NESTING:
+            raise ValueError(TOO_DEEP)
+        _end_array(self, data)
 
     def end_struct(self, data: str) -> None:
-        self._nested()
-        super().end_struct(data)
-
-    def _nested(self) -> None:
-        # The innermost array or struct ends while every enclosing one is still open.
         if len(self._marks) > MAX_NESTING:
-            raise ValueError("Nested data structure too deep.")
+            raise ValueError(TOO_DEEP)
+        _end_struct(self, data)
 
 
 for _tag in ("i1", "i2", "i4", "int"):
