@@ -85,6 +85,8 @@ def _shared(prefix: str, kind: str, default: int, *verbs: str) -> dict[str, Oper
 CHMOD_ADMIN_BITS = ADMIN
 # one.vn.reserve into an existing reservation needs MANAGE on it (besides USE on the parent).
 RESERVATION_TARGET = MANAGE
+# one.vn.add_ar/rm_ar on a network made from a VN template need MANAGE only (ADMIN otherwise).
+RANGES_OF_TEMPLATED = MANAGE
 
 TABLE: dict[str, Operation] = {
     # --- system: no object -------------------------------------------------------------

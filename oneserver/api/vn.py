@@ -3,6 +3,8 @@ reservations (VirtualNetworkAPI). Leases change through ``oneserver.leases``."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from oneserver import address_range, db, leases, networks, numeric, store, vdcs
@@ -157,10 +159,23 @@ def _ar_template(text: str) -> Template:
     return c.parse_template(text)
 
 
+@contextlib.contextmanager
+def _changing_ranges(ctx: Context, oid: int) -> Iterator[Doc]:
+    """``common.changing`` for add_ar and rm_ar, whose right depends on the network: ADMIN
+    (the table's), or only MANAGE on a network made from a VN template."""
+    with db.write_transaction():
+        doc = store.load("vn", oid, for_update=True)
+        right = ctx.op.right if doc["template_id"] == -1 else authz.RANGES_OF_TEMPLATED
+        ctx.authorize(c.target("vn", doc), right)
+        c.check_lock("vn", doc, right)
+        yield doc
+        store.save("vn", doc)
+
+
 @api("one.vn.add_ar", "is")
 def vn_add_ar(ctx: Context, oid: int, text: str) -> int:
     tmpl = _ar_template(text)
-    with c.changing(ctx, "vn", oid) as doc:
+    with _changing_ranges(ctx, oid) as doc:
         definition = next(iter(tmpl.vectors("AR")), None)
         _ar_restricted(ctx, tmpl)
         _ready(doc, "one.vn.add_ar")
@@ -185,7 +200,8 @@ def _ar_restricted(ctx: Context, tmpl: Template, before: Doc | None = None) -> N
 
 
 def _remove_ar(ctx: Context, oid: int, ar_id: int, force: bool) -> int:
-    with c.changing(ctx, "vn", oid) as doc:
+    with (_changing_ranges(ctx, oid) if ctx.method == "one.vn.rm_ar"
+          else c.changing(ctx, "vn", oid)) as doc:
         if doc["state"] not in (networks.READY, networks.UPDATE_FAILURE):
             raise OneError(ACTION, "Could not remove Adress Range, Virtual Network is in "
                                    f"wrong state: {networks.STATE_NAMES[doc['state']]}", oid)

@@ -188,6 +188,24 @@ def test_vntemplates_are_oneds(srv: Server, scenario: dict[str, Any]) -> None:
     ok(srv, "one.vn.delete", vn)
 
 
+def test_ranges_of_a_templated_network_need_manage(srv: Server, scenario: dict[str, Any]
+                                                   ) -> None:
+    """add_ar/rm_ar need ADMIN on a network, MANAGE on one made from a VN template."""
+    tid = ok(srv, "one.vntemplate.allocate", 'NAME="for-users"\nVN_MAD="dummy"\nBRIDGE="bu"')
+    ok(srv, "one.vntemplate.chmod", tid, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+    ok(srv, "one.user.allocate", "templ-user", "pw", "", [])
+    user = "templ-user:pw"
+    vn = ok(srv, "one.vntemplate.instantiate", tid, "mine-t", "", session=user)
+    ok(srv, "one.vn.add_ar", vn, 'AR=[TYPE="ETHER",SIZE="2"]', session=user)
+    ok(srv, "one.vn.rm_ar", vn, 0, session=user)
+    rid = ok(srv, "one.vn.reserve", 1, 'SIZE=1\nNAME="mine-r"', session=user)
+    reply = fails(srv, "one.vn.add_ar", rid, 'AR=[TYPE="ETHER",SIZE="2"]', session=user)
+    assert reply[2] == AUTHORIZATION and "ADMIN NET" in reply[1]
+    ok(srv, "one.vn.delete", rid, session=user)
+    ok(srv, "one.vn.delete", vn, session=user)
+    ok(srv, "one.vntemplate.delete", tid)
+
+
 def test_pyone_reads_every_document(srv: Server, scenario: dict[str, Any]) -> None:
     one = srv.pyone()
     net = one.vn.info(0)
