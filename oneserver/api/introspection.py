@@ -7,7 +7,10 @@ are faults with xmlrpc-c's codes and words (``src/system_method.c``).
 ``system.multicall`` runs each call it carries as if it came alone: authenticated by its own
 session, authorized, with every check of its method, in its own transaction. A call that fails
 gives its failure array, a fault gives a fault struct, and the other calls still run. It carries
-at most :data:`MAX_CALLS` calls, and none may be a ``system.multicall``.
+at most :data:`MAX_CALLS` calls, and none may be a ``system.multicall``. A multicall refused as
+a whole (a call that is not a struct of ``methodName`` and ``params``, a recursive one) runs
+none of its calls: xmlrpc-c would have run those before the bad one, and then answered the
+same fault.
 """
 
 from __future__ import annotations
@@ -93,8 +96,14 @@ def _xml_type(value: Any) -> tuple[str, int]:
     return "NIL", 9
 
 
+class _Rendered(str):
+    """A ``<value>`` already written (the result of one call of a multicall)."""
+
+
 def value(v: Any) -> str:
     """``<value>…</value>`` as xmlrpc-c writes it (CRLF after each array item and member)."""
+    if type(v) is _Rendered:
+        return v
     if type(v) is bool:
         return f"<value><boolean>{int(v)}</boolean></value>"
     if type(v) is I8:
@@ -151,26 +160,26 @@ def _described(name: str) -> tuple[str, str] | None:
 
 # ---------------------------------------------------------------------- methods
 
-def list_methods(params: tuple[Any, ...]) -> Plain:
+def list_methods(params: tuple[Any, ...]) -> Any:
     _no_params(params)
     served = [name for name, _, _ in ONED if name in METHODS]
     ours = sorted(set(METHODS) - set(_ONED_HELP))
-    return reply([*SYSTEM_HELP, *served, *ours])
+    return [*SYSTEM_HELP, *served, *ours]
 
 
-def method_exist(params: tuple[Any, ...]) -> Plain:
-    return reply(_described(_one_string(params)) is not None)
+def method_exist(params: tuple[Any, ...]) -> Any:
+    return _described(_one_string(params)) is not None
 
 
-def method_help(params: tuple[Any, ...]) -> Plain:
+def method_help(params: tuple[Any, ...]) -> Any:
     name = _one_string(params)
     described = _described(name)
     if described is None:
         raise Fault(FAULT_NO_SUCH_METHOD, f"Method '{name}' does not exist")
-    return reply(described[1])
+    return described[1]
 
 
-def method_signature(params: tuple[Any, ...]) -> Plain:
+def method_signature(params: tuple[Any, ...]) -> Any:
     try:
         name = _one_string(params)
     except Fault as exc:
@@ -180,12 +189,12 @@ def method_signature(params: tuple[Any, ...]) -> Plain:
         raise Fault(FAULT_NO_SUCH_METHOD, f"Method '{name}' does not exist")
     signatures = [s for s in described[0].split(",") if s and s != "?"]
     if not signatures:
-        return reply("undef")
-    return reply([[_TYPE_NAMES[result], *(_TYPE_NAMES[p] for p in args)]
-                  for result, _, args in (s.partition(":") for s in signatures)])
+        return "undef"
+    return [[_TYPE_NAMES[result], *(_TYPE_NAMES[p] for p in args)]
+            for result, _, args in (s.partition(":") for s in signatures)]
 
 
-def shutdown(params: tuple[Any, ...]) -> Plain:
+def shutdown(params: tuple[Any, ...]) -> Any:
     try:
         _one_string(params)
     except Fault as exc:
@@ -199,18 +208,18 @@ def _no_params_index(params: tuple[Any, ...]) -> None:
         raise Fault(FAULT_INDEX, f"There are no parameters.  You supplied {len(params)}")
 
 
-def capabilities(params: tuple[Any, ...]) -> Plain:
+def capabilities(params: tuple[Any, ...]) -> Any:
     _no_params_index(params)
     major, minor, point = XMLRPC_C_VERSION
-    return reply({"facility": "xmlrpc-c", "version_major": major, "version_minor": minor,
-                  "version_point": point, "protocol_version": 2})
+    return {"facility": "xmlrpc-c", "version_major": major, "version_minor": minor,
+            "version_point": point, "protocol_version": 2}
 
 
-def get_capabilities(params: tuple[Any, ...]) -> Plain:
+def get_capabilities(params: tuple[Any, ...]) -> Any:
     _no_params_index(params)
-    return reply({"introspect": {
+    return {"introspect": {
         "specUrl": "http://xmlrpc-c.sourceforge.net/xmlrpc-c/introspection.html",
-        "specVersion": 1}})
+        "specVersion": 1}}
 
 
 def _call_list(params: tuple[Any, ...]) -> list[Any]:
@@ -250,38 +259,42 @@ def _method_and_params(call: Any) -> tuple[str, list[Any]]:
     return call["methodName"], call["params"]
 
 
-def _outcome(name: str, params: list[Any]) -> str:
+def _outcome(name: str, params: list[Any]) -> _Rendered:
     """One call's result as the value xmlrpc-c puts in the multicall's array: a one-item
     array holding what the call alone would answer, or a fault struct."""
     try:
+        system = HANDLERS.get(name)
+        if system is not None:  # no session, no status array: its value itself
+            return _Rendered(value([system(tuple(params))]))
         result = dispatch(name, tuple(params))
     except OneError as exc:
-        return value([[False, f"[{name}] {exc.message}", exc.code, exc.resp_id, I8(-1)]])
+        return _Rendered(value([[False, f"[{name}] {exc.message}", exc.code, exc.resp_id,
+                                 I8(-1)]]))
     except Fault as exc:
-        return value({"faultCode": exc.code, "faultString": exc.message})
+        return _Rendered(value({"faultCode": exc.code, "faultString": exc.message}))
     except Exception:  # as wsgi.handle: a bug or a database failure, rolled back
         log.exception("internal error in %s (system.multicall)", name)
-        return value([[False, f"[{name}] Internal error, see the server log.", INTERNAL, -1,
-                       I8(-1)]])
-    if isinstance(result, Plain):  # a system method: its reply's value, in a one-item array
-        body = result.decode()
-        inner = body[body.index("<value>"):body.rindex("</value>") + len("</value>")]
-        return f"<value><array><data>\r\n{inner}\r\n</data></array></value>"
-    return value([[True, result, 0]])
+        return _Rendered(value([[False, f"[{name}] Internal error, see the server log.",
+                                 INTERNAL, -1, I8(-1)]]))
+    return _Rendered(value([[True, result, 0]]))
 
 
-def multicall(params: tuple[Any, ...]) -> Plain:
+def multicall(params: tuple[Any, ...]) -> Any:
     calls = [_method_and_params(call) for call in _call_list(params)]
-    items = "".join(_outcome(name, call_params) + "\r\n" for name, call_params in calls)
-    return Plain(('<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<params>\r\n'
-                  f"<param><value><array><data>\r\n{items}</data></array></value></param>\r\n"
-                  "</params>\r\n</methodResponse>\r\n").encode())
+    return [_outcome(name, call_params) for name, call_params in calls]
 
 
-HANDLERS: dict[str, Callable[[tuple[Any, ...]], Plain]] = {
+# Each takes the call's parameters and gives the plain value it answers.
+HANDLERS: dict[str, Callable[[tuple[Any, ...]], Any]] = {
     "system.listMethods": list_methods, "system.methodExist": method_exist,
     "system.methodHelp": method_help, "system.methodSignature": method_signature,
     "system.multicall": multicall, "system.shutdown": shutdown,
     "system.capabilities": capabilities, "system.getCapabilities": get_capabilities,
 }
-SYSTEM.update(HANDLERS)
+
+
+def _served(handler: Callable[[tuple[Any, ...]], Any]) -> Callable[[tuple[Any, ...]], Plain]:
+    return lambda params: reply(handler(params))
+
+
+SYSTEM.update({name: _served(handler) for name, handler in HANDLERS.items()})
