@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import xmlrpc.client
-from typing import Any
+from typing import Any, cast
 
 from oneserver.errors import Fault
 from oneserver.numeric import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
@@ -43,11 +43,6 @@ def escape(text: str) -> str:
     return text
 
 
-TOO_DEEP = "Nested data structure too deep."
-_end_array = xmlrpc.client.Unmarshaller.end_array
-_end_struct = xmlrpc.client.Unmarshaller.end_struct
-
-
 class I8(int):
     """An integer the caller sent as ``<i8>``: oned's integer parameters are ``<i4>``, and
     xmlrpc-c refuses an ``<i8>`` where one is expected, whatever its value."""
@@ -55,55 +50,59 @@ class I8(int):
     __slots__ = ()
 
 
-class _Decoder(xmlrpc.client.Unmarshaller):
-    """Python's unmarshaller with xmlrpc-c's rules for values: integers as strtol() reads
-    them and within their type's range, ``<i8>`` kept apart from ``<i4>``, no Apache
-    extension types, nesting limited."""
-
-    dispatch = dict(xmlrpc.client.Unmarshaller.dispatch)
-
-    def end_int(self, data: str) -> None:
-        # The common case at C speed: ASCII digits (a minus before them) too few to be out of
-        # range; anything else goes through the checks that word xmlrpc-c's refusal.
-        if len(data) < 10 and data.isascii() and (data.isdigit() or (
-                data[:1] == "-" and data[1:].isdigit())):
-            self.append(int(data))
-        else:
-            self.append(_integer(data, "int", INT32_MIN, INT32_MAX))
-        self._value = 0
-
-    def end_i8(self, data: str) -> None:
-        self.append(I8(_integer(data, "i8", INT64_MIN, INT64_MAX)))
-        self._value = 0
-
-    def end_boolean(self, data: str) -> None:
-        if data not in ("0", "1"):
-            raise ValueError("<boolean> XML element content must be either '0' or '1' "
-                             f"according to XML-RPC.  This one has '{data}'")
-        self.append(data == "1")
-        self._value = 0
-
-    # The innermost array or struct ends while every enclosing one is still open: its end is
-    # where the depth is known.
-    def end_array(self, data: str) -> None:
-        if len(self._marks) > MAX_NESTING:
-            raise ValueError(TOO_DEEP)
-        _end_array(self, data)
-
-    def end_struct(self, data: str) -> None:
-        if len(self._marks) > MAX_NESTING:
-            raise ValueError(TOO_DEEP)
-        _end_struct(self, data)
+# Element decoders with xmlrpc-c's rules for values, in place of Python's: integers as
+# strtol() reads them and within their type's range, <i8> kept apart from <i4>, no Apache
+# extension types, nesting limited.
+Unmarshaller = xmlrpc.client.Unmarshaller
+TOO_DEEP = "Nested data structure too deep."
 
 
-for _tag in ("i1", "i2", "i4", "int"):
-    _Decoder.dispatch[_tag] = _Decoder.end_int
-_Decoder.dispatch["i8"] = _Decoder.end_i8
-_Decoder.dispatch["boolean"] = _Decoder.end_boolean
-_Decoder.dispatch["array"] = _Decoder.end_array
-_Decoder.dispatch["struct"] = _Decoder.end_struct
-for _tag in ("biginteger", "float", "bigdecimal"):  # unknown to xmlrpc-c
-    del _Decoder.dispatch[_tag]
+def _end_int(u: Unmarshaller, data: str) -> None:
+    # The common case at C speed: ASCII digits (a minus before them) too few to be out of
+    # range; anything else goes through the checks that word xmlrpc-c's refusal.
+    if len(data) < 10 and data.isascii() and (data.isdigit() or (
+            data[:1] == "-" and data[1:].isdigit())):
+        u.append(int(data))
+    else:
+        u.append(_integer(data, "int", INT32_MIN, INT32_MAX))
+    u._value = False
+
+
+def _end_i8(u: Unmarshaller, data: str) -> None:
+    u.append(I8(_integer(data, "i8", INT64_MIN, INT64_MAX)))
+    u._value = False
+
+
+def _end_boolean(u: Unmarshaller, data: str) -> None:
+    if data not in ("0", "1"):
+        raise ValueError("<boolean> XML element content must be either '0' or '1' according "
+                         f"to XML-RPC.  This one has '{data}'")
+    u.append(data == "1")
+    u._value = False
+
+
+# The innermost array or struct ends while every enclosing one is still open: its end is
+# where the depth is known.
+def _end_array(u: Unmarshaller, data: str) -> None:
+    if len(u._marks) > MAX_NESTING:
+        raise ValueError(TOO_DEEP)
+    Unmarshaller.end_array(u, data)
+
+
+def _end_struct(u: Unmarshaller, data: str) -> None:
+    if len(u._marks) > MAX_NESTING:
+        raise ValueError(TOO_DEEP)
+    Unmarshaller.end_struct(u, data)
+
+
+_APACHE = ("biginteger", "float", "bigdecimal")  # extension types unknown to xmlrpc-c
+
+
+class _Decoder(Unmarshaller):
+    dispatch = {tag: f for tag, f in Unmarshaller.dispatch.items() if tag not in _APACHE} | {
+        "i1": _end_int, "i2": _end_int, "i4": _end_int, "int": _end_int, "i8": _end_i8,
+        "boolean": _end_boolean, "array": _end_array, "struct": _end_struct}
+
 
 _DIGITS = re.compile(r"[+-]?[0-9]+")
 
@@ -165,7 +164,7 @@ def success(value: int | str | bool) -> list[bytes]:
     elif type(value) is int:
         item = f"<value><i4>{value}</i4></value>"
     else:
-        text = value if type(value) is Escaped else escape(value)
+        text = value if type(value) is Escaped else escape(cast(str, value))
         return [_SUCCESS_STRING, text.encode(), _SUCCESS_STRING_END]
     return [(_SUCCESS + item + _SUCCESS_END).encode()]
 

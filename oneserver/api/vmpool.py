@@ -70,7 +70,7 @@ def vmpool_infoset(ctx: Context, id_list: str, extended: bool) -> str:
     column = "body" if extended else "short_body"
     # Inlined (integers only), not one SQL variable per id: a long list must not run into
     # the database's limit on variables.
-    where = pw.SQL(f"oid IN ({','.join(map(str, sorted(ids)))})")
+    where = db.VM.oid << pw.SQL(f"({','.join(map(str, sorted(ids)))})")
     return c.listing(ctx, "vm", "VM_POOL", -2, -1, -1, where, column)
 
 
