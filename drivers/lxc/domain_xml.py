@@ -248,7 +248,7 @@ def merge_raw(domain: Element, data: str) -> None:
 
 
 def _merge(parent: Element, new: Element) -> None:
-    old = parent.find(new.tag)
+    old = parent.find(str(new.tag))  # elements only (parse_raw and the loop below skip others)
     if parent.tag == "devices" or new.tag in _REPEATABLE or old is None:
         parent.append(new)
     elif new.tag in _CONTAINERS:
