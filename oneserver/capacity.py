@@ -62,5 +62,6 @@ def del_capacity(host: Doc, vm: Doc) -> None:
 def fits(host: Doc, vm: Doc) -> bool:
     cpu, mem = vm_capacity(vm)
     share = host["share"]
-    return (share["max_cpu"] - share["cpu_usage"] >= cpu
-            and share["max_mem"] - share["mem_usage"] >= mem)
+    free_cpu: int = share["max_cpu"] - share["cpu_usage"]
+    free_mem: int = share["max_mem"] - share["mem_usage"]
+    return free_cpu >= cpu and free_mem >= mem

@@ -12,8 +12,8 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, TypeVarTuple
 
 import peewee as pw
 from playhouse.db_url import connect, parse
@@ -24,6 +24,9 @@ from oneserver.errors import INTERNAL, OneError
 from oneserver.migrations import STEPS, Step
 
 log = logging.getLogger("oneserver.db")
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 database = pw.DatabaseProxy()
 
@@ -351,7 +354,7 @@ class Busy(OneError):
                                    "changed, try again.")
 
 
-def retrying(fn: Any, *args: Any, attempts: int = 5) -> Any:
+def retrying(fn: Callable[[*_Ts], _T], *args: *_Ts, attempts: int = 5) -> _T:
     """Run ``fn`` (which opens its own transaction) again after a retryable failure; Busy
     once ``attempts`` have failed that way."""
     for attempt in range(attempts):
@@ -362,7 +365,7 @@ def retrying(fn: Any, *args: Any, attempts: int = 5) -> Any:
                 raise
             if attempt + 1 == attempts:
                 raise Busy() from exc
-    return None
+    raise ValueError(f"retrying needs at least one attempt, not {attempts}")
 
 
 def is_retryable(exc: Exception) -> bool:
@@ -397,7 +400,8 @@ def _cursor(sql: str, params: tuple[Any, ...]) -> Any:
 def raw(sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Run a hand-written query on the hot paths, where building it with the ORM would cost
     more than the database itself. ``?`` placeholders; quote table names ("user", "vm")."""
-    return _cursor(sql, params).fetchall()
+    rows: list[tuple[Any, ...]] = _cursor(sql, params).fetchall()
+    return rows
 
 
 def execute(sql: str, *params: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from oneserver import leases
 from oneserver.errors import ACTION, OneError
 from oneserver.history import close_history, last_history, now, record_action
-from oneserver.lifecycle import Op, clear_error, set_error, set_state
+from oneserver.lifecycle import Op, clear_error, is_, set_error, set_state
 from oneserver.template import Template
 from oneserver.vmstate import Lcm, VmState
 
@@ -19,11 +19,11 @@ Vector = dict[str, str]
 
 
 def running(vm: Doc) -> bool:
-    return vm["state"] == VmState.ACTIVE and vm["lcm_state"] == Lcm.RUNNING
+    return is_(vm, VmState.ACTIVE, Lcm.RUNNING)
 
 
 def _poweroff(vm: Doc) -> bool:
-    return vm["state"] == VmState.POWEROFF
+    return is_(vm, VmState.POWEROFF)
 
 
 def _state_str(vm: Doc) -> str:

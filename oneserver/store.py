@@ -104,7 +104,8 @@ def load(kind: str, oid: int, for_update: bool = False) -> dict[str, Any]:
     row = query.first()
     if row is None:
         raise not_found(k.obj_name, oid)
-    return row.doc
+    doc: dict[str, Any] = row.doc
+    return doc
 
 
 def next_id(kind: str) -> int:
@@ -144,9 +145,10 @@ def delete(kind: str, oid: int) -> None:
 
 def name_taken(kind: str, name: str, uid: int | None = None) -> int | None:
     """Id of the object of that kind with that name (per owner when ``uid`` is given)."""
-    k = KINDS[kind]
-    query = k.model.select(k.model.oid).where(k.model.name == name)
+    model = KINDS[kind].model
+    query = model.select(model.oid).where(model.name == name)
     if uid is not None:
-        query = query.where(k.model.uid == uid)  # type: ignore[attr-defined]
+        assert issubclass(model, db.OwnedObject), kind  # only owned kinds are named per owner
+        query = query.where(model.uid == uid)
     row = query.first()
     return None if row is None else row.oid

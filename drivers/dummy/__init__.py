@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from oneserver.driver_contract import (
     Capability,
@@ -46,7 +48,7 @@ class DummyVMM(VMMDriver):
     capabilities = frozenset(Capability)
     transfer_driver = "dummy"
 
-    def __init__(self, options: dict | None = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self._lock = threading.Lock()
         self._state: dict[int, str] = {}

@@ -238,7 +238,7 @@ TABLE: dict[str, Operation] = {
     "one.vdc.rename": _op("vdc", MANAGE),
     "one.vdc.addgroup": _op("vdc", ADMIN, group=ADMIN),
     "one.vdc.delgroup": _op("vdc", ADMIN, group=ADMIN),
-    **{f"one.vdc.{verb}{member}": _op("vdc", ADMIN, zone=ADMIN, **{kind: ADMIN})
+    **{f"one.vdc.{verb}{member}": Operation("vdc", ADMIN, {"zone": ADMIN, kind: ADMIN})
        for verb in ("add", "del")
        for member, kind in (("cluster", "cluster"), ("host", "host"),
                             ("datastore", "datastore"), ("vnet", "vn"))},

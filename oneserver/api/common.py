@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 import peewee as pw
 
@@ -217,7 +217,7 @@ def unlock(ctx: Context, kind: str, oid: int) -> int:
 
 
 def listing(ctx: Context, kind: str, root: str, flag: int = -2, start: int = -1, end: int = -1,
-            where: pw.Expression | None = None, column: str = "body") -> Escaped:
+            where: pw.ColumnBase | None = None, column: str = "body") -> Escaped:
     """A pool document made of stored bodies (already escaped for the wire)."""
     rows = pool_rows(ctx, kind, flag, start, end, where, column)
     rows.insert(0, f"&lt;{root}&gt;")
@@ -226,15 +226,15 @@ def listing(ctx: Context, kind: str, root: str, flag: int = -2, start: int = -1,
 
 
 def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
-              where: pw.Expression | None = None, column: str = "body") -> list[str]:
+              where: pw.ColumnBase | None = None, column: str = "body") -> list[str]:
     """The stored bodies of a filtered pool listing, newest first (API_LIST_ORDER = DESC).
     ``column`` is a body column, or ``ext`` for the VM body with only its last history."""
     if flag < -4:
         raise OneError(XML_RPC_API, "Incorrect filter_flag")
     k = store.KINDS[kind]
     m = k.model
-    owned = hasattr(m, "uid")
     if column == "ext":
+        assert issubclass(m, db.VM), kind  # only VMs have a body with their last history
         out = pw.fn.COALESCE(m.ext_body, m.body)
     else:
         out = getattr(m, column)
@@ -243,7 +243,7 @@ def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
     q = m.select(out, m.doc) if check else m.select(out)
     if where is not None:
         q = q.where(where)
-    if owned:
+    if issubclass(m, db.OwnedObject):
         if flag == -3:
             q = q.where(m.uid == me.uid)
         elif flag == -4:
@@ -266,7 +266,9 @@ def pool_rows(ctx: Context, kind: str, flag: int, start: int, end: int,
         # Straight from the cursor: per-row ORM processing would cost more than the query.
         sql, params = q.sql()
         return [r[0] for r in db.database.obj.execute_sql(sql, params).fetchall()]
-    rows = [body for body, doc in q.tuples() if ctx.may(target(kind, doc))]
+    # peewee's stubs keep the model as the row type after .tuples(); these rows are tuples.
+    pairs = cast(Iterable[tuple[str, dict[str, Any]]], q.tuples())
+    rows = [body for body, doc in pairs if ctx.may(target(kind, doc))]
     return rows[offset:offset + limit] if paged else rows
 
 

@@ -55,7 +55,8 @@ def _leave(user: dict[str, Any], gid: int) -> None:
 
 
 @api("one.user.allocate", "sssA", ("", []))
-def user_allocate(ctx: Context, name: str, password: str, driver: str, groups: list) -> int:
+def user_allocate(ctx: Context, name: str, password: str, driver: str,
+                  groups: list[Any]) -> int:
     if not all(type(g) is int for g in groups):
         # oned reads each element as an <i4> (xmlrpc_c::value_int) before anything else;
         # anything else, an <i8> included, makes xmlrpc-c's method registry answer this fault.

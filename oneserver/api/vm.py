@@ -145,7 +145,7 @@ def vm_allocate(ctx: Context, text: str, hold: bool) -> int:
     return oid
 
 
-def _vm_and_host(ctx: Context, oid: int) -> tuple[dict[str, Any], dict | None]:
+def _vm_and_host(ctx: Context, oid: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The VM (checked and lock-checked for the call's right) and the host it is on."""
     vm = c.load_checked(ctx, "vm", oid, for_update=True)
     c.check_lock("vm", vm, ctx.op.right)
@@ -155,7 +155,7 @@ def _vm_and_host(ctx: Context, oid: int) -> tuple[dict[str, Any], dict | None]:
     return vm, host
 
 
-def _commit(vm: dict[str, Any], host: dict | None, ops: list[lifecycle.Op]) -> None:
+def _commit(vm: dict[str, Any], host: dict[str, Any] | None, ops: list[lifecycle.Op]) -> None:
     store.save("vm", vm)
     if host is not None:
         store.save("host", host)
@@ -308,9 +308,10 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
         if live and host is not None:
             capabilities.require(host["vm_mad"], "resize", vm)
         tmpl = Template.from_json(vm["template"])
-        holds_capacity = host is not None and vm["id"] in host["vms"]
-        if holds_capacity:
-            capacity.del_capacity(host, vm)
+        # The host whose share counts the VM, which the new size replaces in it.
+        holder = host if host is not None and vm["id"] in host["vms"] else None
+        if holder is not None:
+            capacity.del_capacity(holder, vm)
         for name, integer in (("CPU", False), ("VCPU", True), ("MEMORY", True)):
             raw = new.get_str(name, "")
             if raw in ("", "0"):
@@ -318,11 +319,11 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
             _positive(new, name, integer, True)
             tmpl.set(name, raw)
         vm["template"] = tmpl.to_json()
-        if holds_capacity:
-            if enforce and not capacity.fits(host, vm):
+        if holder is not None:
+            if enforce and not capacity.fits(holder, vm):
                 raise OneError(ACTION, "Host does not have enough capacity for the new size",
                                oid)
-            capacity.add_capacity(host, vm)
+            capacity.add_capacity(holder, vm)
         ops = []
         if live:
             lifecycle.set_state(vm, VmState.ACTIVE, Lcm.HOTPLUG_RESIZE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import peewee as pw
 
@@ -26,13 +27,14 @@ def _state_where(state: int) -> pw.Expression | None:
     return db.VM.state == state
 
 
-def _kv_matches(doc: dict, kv: str) -> bool:
+def _kv_matches(doc: dict[str, Any], kv: str) -> bool:
     tmpl = Template.from_json(doc["template"])
     user = Template.from_json(doc["user_template"])
     for pair in kv.split("&"):
         key, _, value = pair.partition("=")
         key = key.strip().upper()
-        have = user.get_str(key, None) if key in user else tmpl.get_str(key, None)  # type: ignore[arg-type]
+        found = (user if key in user else tmpl).get(key)
+        have = found if isinstance(found, str) else None
         if have is None or (value and have != value):
             return False
     return True

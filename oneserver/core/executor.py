@@ -23,9 +23,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from oneserver import db, lifecycle, nic_hotplug, operations, store
 from oneserver.core import images
@@ -69,8 +69,10 @@ class Executor:
     def dispatch(self) -> int:
         """Start the oldest queued operation of every VM that has none in flight."""
         started = 0
-        rows = (db.Operation.select(db.Operation.id, db.Operation.kind, db.Operation.vm_id)
-                .where(db.Operation.status == "queued").order_by(db.Operation.id).tuples())
+        # peewee's stubs keep the model as the row type after .tuples(); these rows are tuples.
+        rows = cast(Iterable[tuple[int, str, int]],
+                    db.Operation.select(db.Operation.id, db.Operation.kind, db.Operation.vm_id)
+                    .where(db.Operation.status == "queued").order_by(db.Operation.id).tuples())
         # One queue per object: a VM's operations and an image's operations (kind "image",
         # its id in vm_id) never overtake each other.
         seen: set[tuple[str, int]] = set()

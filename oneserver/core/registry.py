@@ -79,16 +79,16 @@ def load_failure(kind: str, name: str, exc: Exception) -> str:
 
 
 def driver_confs(conf: Template, block: str) -> dict[str, DriverConf]:
-    out = {}
+    out: dict[str, DriverConf] = {}
     for vec in conf.vectors(block):
         name = vec.get("NAME") or vec.get("name")
         if name:
             # As oned: NAME is what hosts and datastores say, EXECUTABLE the driver that runs,
             # so one plug-in can serve under several names with different options (e.g. a
             # second lxc driver whose ssh reaches a lab's hosts).
-            conf = parse_arguments(vec.get("ARGUMENTS", ""))
+            parsed = parse_arguments(vec.get("ARGUMENTS", ""))
             executable = vec.get("EXECUTABLE") or vec.get("executable")
-            out[name] = dataclasses.replace(conf, executable=executable or None)
+            out[name] = dataclasses.replace(parsed, executable=executable or None)
     return out
 
 

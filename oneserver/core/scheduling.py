@@ -265,7 +265,8 @@ class _HostRights:
 
 
 def _system_tm() -> str:
-    return store.load("datastore", 0)["tm_mad"]
+    tm_mad: str = store.load("datastore", 0)["tm_mad"]
+    return tm_mad
 
 
 _SHARE = ("max_cpu", "cpu_usage", "max_mem", "mem_usage", "running_vms")
