@@ -106,18 +106,13 @@ def uses(sg: Doc, vm_id: int, using: bool) -> None:
         sg["updated"] = sorted({*sg["updated"], vm_id})
 
 
-def vm_rules(sg_ids: set[int], vm_id: int) -> list[dict[str, str]]:
-    """The SECURITY_GROUP_RULE entries of a VM using ``sg_ids`` (SecurityGroupPool::
-    get_security_group_rules), each group counting the VM; a group that does not exist gives
-    none; a rule naming a network becomes one rule per address range of that network."""
+def vm_rules(groups: list[Doc], vm_id: int) -> list[dict[str, str]]:
+    """The SECURITY_GROUP_RULE entries of a VM using ``groups`` (SecurityGroupPool::
+    get_security_group_rules), in group id order, each group counting the VM (the caller
+    saves them); a rule naming a network becomes one rule per address range of it."""
     rules: list[dict[str, str]] = []
-    for sg_id in sorted(sg_ids):
-        if not store.exists("secgroup", sg_id):
-            continue
-        sg = store.load("secgroup", sg_id, for_update=True)
-        if vm_id >= 0:
-            uses(sg, vm_id, True)
-            store.save("secgroup", sg)
+    for sg in sorted(groups, key=lambda g: int(g["id"])):
+        uses(sg, vm_id, True)
         rules += rules_of(sg)
     return rules
 
@@ -135,11 +130,3 @@ def rules_of(sg: Doc) -> list[dict[str, str]]:
         for ar in store.load("vn", net)["ars"]:
             out.append({**rule, **address_range.rule_attrs(ar)})
     return out
-
-
-def forget_vm(sg_ids: set[int], vm_id: int) -> None:
-    for sg_id in sorted(sg_ids):
-        if store.exists("secgroup", sg_id):
-            sg = store.load("secgroup", sg_id, for_update=True)
-            uses(sg, vm_id, False)
-            store.save("secgroup", sg)
