@@ -351,7 +351,7 @@ ATTRIBUTES = st.one_of(
 SIZED = st.sampled_from([[("CPU", "0.01"), ("MEMORY", "1")], [("CPU", "1"), ("MEMORY", "64")],
                          [("CPU", "1000"), ("MEMORY", "1")], []])
 TEMPLATES = st.builds(lambda base, extra: base + extra, SIZED, st.lists(ATTRIBUTES, max_size=6))
-TEMPLATE_CALLS = ["one.vm.allocate", "one.vm.allocate-hold", "one.template.allocate",
+TEMPLATE_CALLS = ["one.vm.allocate"] * 4 + ["one.vm.allocate-hold", "one.template.allocate",
                   "one.vm.update", "one.vm.updateconf", "one.vm.resize", "one.host.update",
                   "one.cluster.update", "one.image.allocate", "one.user.update",
                   "one.datastore.allocate"]
@@ -362,7 +362,7 @@ def _text(attrs: list[tuple[str, object]], xml: bool) -> str:
     return tmpl.to_xml() if xml else tmpl.to_text()
 
 
-@FUZZ
+@settings(FUZZ, max_examples=300)
 @given(attrs=TEMPLATES, where=st.sampled_from(TEMPLATE_CALLS), xml=st.booleans(),
        as_user=st.booleans())
 def test_generated_templates(world: World, attrs: list[tuple[str, object]], where: str,
