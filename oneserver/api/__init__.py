@@ -129,7 +129,8 @@ def authenticate(session: str) -> Caller:
 
 def _valid_token(doc: dict[str, Any], secret: str) -> dict[str, Any] | None:
     now = time.time()
-    for token in doc.get("tokens", []):
+    tokens: list[dict[str, Any]] = doc.get("tokens", [])
+    for token in tokens:
         if token["token"] == secret and (token["expiration"] < 0 or token["expiration"] > now):
             return token
     return None
@@ -197,8 +198,8 @@ def load_all() -> None:
         user,
         vdc,
         vm,
-        vmpool,
         vmnic,
+        vmpool,
         vmtemplate,
         vn,
         vntemplate,
