@@ -419,6 +419,16 @@ SIZES: dict[str, bytes] = {
                               True),
     "deep text template": call("one.vm.allocate", ADMIN, nested("A=[B=", "]", "1", 100_000),
                                True),
+    "multicall of wrong types": call_xml("system.multicall", "<array><data>" + "".join(
+        "<value><struct><member><name>methodName</name><value>one.vm.info</value></member>"
+        f"<member><name>params</name><value><array><data><value>{string(ADMIN)}</value>"
+        f"<value>{wire}</value></data></array></value></member></struct></value>"
+        for wire, _ in WIRE.values()) * 20 + "</data></array>"),
+    "multicall of 20k calls": call("system.multicall", [
+        {"methodName": "one.system.version", "params": [ADMIN]}] * 20_000),
+    "multicall in multicall": call("system.multicall", [
+        {"methodName": "system.multicall", "params": [[
+            {"methodName": "one.vm.info", "params": [ADMIN, 0]}]]}, {"nope": 1}, [], 7]),
     "1 MB requirement chain": call(
         "one.vm.allocate", ADMIN, 'CPU=0.01\nMEMORY=1\nSCHED_REQUIREMENTS="'
         + " & ".join(f"ID != {i + 10**6}" for i in range(60_000)) + '"', False),
