@@ -24,6 +24,7 @@ from oneserver.api import common as c
 from oneserver.errors import (
     ACTION,
     ALLOCATE,
+    INTERNAL,
     XML_RPC_API,
     OneError,
 )
@@ -300,6 +301,7 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
     new = c.parse_template(text)
     with db.write_transaction():
         vm, host = _vm_and_host(ctx, oid)
+        sizes = _resize_sizes(new, oid)
         live = vm["state"] == VmState.ACTIVE and vm["lcm_state"] == Lcm.RUNNING
         if not live and vm["state"] not in (VmState.POWEROFF, VmState.UNDEPLOYED,
                                             VmState.PENDING, VmState.HOLD, VmState.STOPPED,
@@ -312,11 +314,7 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
         holder = host if host is not None and vm["id"] in host["vms"] else None
         if holder is not None:
             capacity.del_capacity(holder, vm)
-        for name, integer in (("CPU", False), ("VCPU", True), ("MEMORY", True)):
-            raw = new.get_str(name, "")
-            if raw in ("", "0"):
-                continue
-            _positive(new, name, integer, True)
+        for name, raw in sizes.items():
             tmpl.set(name, raw)
         vm["template"] = tmpl.to_json()
         if holder is not None:
@@ -331,6 +329,22 @@ def vm_resize(ctx: Context, oid: int, text: str, enforce: bool) -> int:
         _commit(vm, host, ops)
     wakeup.notify()
     return oid
+
+
+def _resize_sizes(new: Template, oid: int) -> dict[str, str]:
+    """The sizes a resize sets, read as VirtualMachineAPI::resize reads them (CPU a C float,
+    MEMORY a long, VCPU an int): what is no such number reads 0, and 0 leaves the size as it
+    is; a negative one is refused with oned's words."""
+    sizes = {}
+    for name, kind in (("CPU", "float or integer"), ("MEMORY", "integer"), ("VCPU", "integer")):
+        raw = new.get_str(name, "")
+        value = numeric.to_float(raw) if name == "CPU" else numeric.to_int(
+            raw, 64 if name == "MEMORY" else 32)
+        if value is not None and value < 0:
+            raise OneError(INTERNAL, f"{name} must be a positive {kind} value.", oid)
+        if value:
+            sizes[name] = raw
+    return sizes
 
 
 @api("one.vm.monitoring", "i")

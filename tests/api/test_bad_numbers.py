@@ -140,6 +140,23 @@ def test_good_numbers_as_oned_reads_them(srv: Server) -> None:
     assert one.vm.info(vid).TEMPLATE["CPU"] == " 0.5"
 
 
+def test_resize_reads_sizes_as_oned(srv: Server) -> None:
+    one = srv.pyone()
+    vid = one.vm.allocate("CPU=0.5\nMEMORY=64\nVCPU=1", True)
+    # What is no number of its type reads 0 in VirtualMachineAPI::resize: left as it is.
+    for text in ("CPU=nan\nMEMORY=inf\nVCPU=1e3", "CPU=0x1\nMEMORY=1.5", "VCPU=99999999999"):
+        assert srv.call("one.vm.resize", vid, text, False)[:2] == [True, vid]
+    tmpl = one.vm.info(vid).TEMPLATE
+    assert (tmpl["CPU"], tmpl["MEMORY"], tmpl["VCPU"]) == ("0.5", "64", "1")
+    for text, word, kind in (("CPU=-1", "CPU", "float or integer"),
+                             ("CPU=1\nMEMORY=-1", "MEMORY", "integer"),
+                             ("VCPU=-2", "VCPU", "integer")):
+        refused(srv.call("one.vm.resize", vid, text, False), "one.vm.resize", INTERNAL,
+                f"{word} must be a positive {kind} value.")
+    assert srv.call("one.vm.resize", vid, "CPU=2\nMEMORY=128", False)[0] is True
+    assert one.vm.info(vid).TEMPLATE["MEMORY"] == "128"
+
+
 def test_ids_in_lists_and_arrays(srv: Server) -> None:
     one = srv.pyone()
     vid = one.vm.allocate("CPU=0.1\nMEMORY=8", True)
