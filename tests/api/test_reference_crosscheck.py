@@ -34,9 +34,8 @@ FIXTURES = ROOT / "tests" / "fixtures" / "oned-7.4.0-replies.json"
 NOT_SERVED = {
     "BACKUPJOB", "BACKUPJOB_POOL", "DEFAULT_GROUP_QUOTAS", "DEFAULT_USER_QUOTAS", "DOCUMENT",
     "DOCUMENT_POOL", "HOOK", "HOOKLOG", "HOOK_POOL", "MARKETPLACE", "MARKETPLACEAPP_POOL",
-    "MARKETPLACE_POOL", "SECURITY_GROUP", "SECURITY_GROUP_POOL", "SHOWBACK_RECORDS",
-    "VM_GROUP", "VM_GROUP_POOL", "VNET", "VNET_POOL", "VNTEMPLATE", "VNTEMPLATE_POOL",
-    "VROUTER", "VROUTER_POOL",
+    "MARKETPLACE_POOL", "SHOWBACK_RECORDS", "VM_GROUP", "VM_GROUP_POOL", "VROUTER",
+    "VROUTER_POOL",
 }
 # Documents the server sends that the recording has no reply of.
 NOT_RECORDED = {"vmtemplate.xsd", "vmtemplate_pool.xsd", "image_pool.xsd", "raft.xsd"}
@@ -53,6 +52,10 @@ ONED_SCHEMA = {
 # the oneadmin group see as "***" (oned hides them so; its recorded reply is oneadmin's).
 NOT_LISTED = "This element is not expected."
 HIDDEN = "The value '***' is not"
+# oned writes an address range's attributes sorted by name, so an IP6_STATIC range's IP6
+# comes between IP and MAC; its vnet.xsd lists IP6 after IP6_GLOBAL_END, so oned's own reply
+# of such a network fails it there too (the recording has none).
+ONED_XSD_GAPS = {("/VNET/AR_POOL/AR/IP6", f"Element 'IP6': {NOT_LISTED}")}
 
 
 def replies() -> dict[str, etree._Element]:
@@ -134,7 +137,7 @@ def test_oned_schemas_accept_our_documents_as_far_as_oneds(server) -> None:  # n
                                              schema(doc.schema)):
             config_extra = doc.method == "one.system.config" and (
                 message.endswith(": " + NOT_LISTED) or HIDDEN in message)
-            if (place, message) not in oned and not config_extra:
+            if (place, message) not in oned | ONED_XSD_GAPS and not config_extra:
                 ours.append(f"{doc}: {place}: {message}")
     assert ours == []
 
