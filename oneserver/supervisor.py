@@ -76,6 +76,8 @@ def run_api(host: str, port: int, workers: int, data_dir: str, db_url: str,
             etc_dir: str | None) -> None:
     GunicornApp({
         "bind": f"{host}:{port}", "workers": workers,
+        # Per worker at most 256 connections at once (kept-alive ones included; more wait in
+        # the backlog for another worker), a kept-alive one closed after 5 s without a request.
         "worker_class": "oneserver.http_worker.EventWorker", "worker_connections": 256,
         "keepalive": 5, "timeout": 60, "graceful_timeout": 10, "accesslog": None,
         "loglevel": "warning", "preload_app": False,
