@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import peewee as pw
+
 from oneserver import capabilities, db, numeric, store
 from oneserver.acl import MANAGE, Caller, Rule, Target, allowed
 from oneserver.api.vm import migrate_to, place
@@ -69,6 +71,9 @@ class Scheduler:
     conf: SchedConf
     # (kind, id, why) of the unreadable records already logged: said once, not every pass.
     _logged: set[tuple[str, int, str]] = field(default_factory=set, repr=False)
+    # VMs whose deploy failed on their record: id -> (the record, their SCHED_MESSAGE).
+    _undeployable: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
+    _texts: dict[int, str] = field(default_factory=dict, repr=False)  # this pass's records
 
     def run_pass(self) -> int:
         """One pass; returns the number of VMs dispatched. A VM or host whose record cannot
@@ -77,6 +82,7 @@ class Scheduler:
         if not self._pending():
             return 0  # the common case on a wake-up: don't read the pools at all
         hosts, skipped = self._hosts()
+        self._texts.clear()
         vms, vm_docs, refused = self._vms(hosts)
         if not vms and not refused:
             return 0
@@ -93,6 +99,12 @@ class Scheduler:
                 log.warning("VM %s not dispatched to host %s: %s", p.vm_id, p.host_id,
                             exc.message)
                 messages[p.vm_id] = PREFIX + exc.message
+            except pw.DatabaseError:
+                raise  # the database's trouble, not this VM's: the next pass tries again
+            except Exception as exc:  # noqa: BLE001 - its record cannot be deployed
+                why = self._left_out("VM", p.vm_id, exc)
+                messages[p.vm_id] = f"{PREFIX}its record cannot be deployed ({why})"
+                self._undeployable[p.vm_id] = (self._texts[p.vm_id], messages[p.vm_id])
         messages.update(refused)
         self._write_messages(messages, vm_docs)
         return placed
@@ -129,9 +141,18 @@ class Scheduler:
             "state = ?)) ORDER BY oid",
             int(VmState.PENDING), int(VmState.POWEROFF), int(VmState.ACTIVE))
         vms, docs, refused = [], {}, {}
+        undeployable, self._undeployable = self._undeployable, {}
         for oid, text in rows:
             try:
                 doc = json.loads(text)
+                known = undeployable.get(oid)
+                if known is not None and known[0] == text:
+                    # Its deploy failed on its record, which has not changed since: it must
+                    # not take, pass after pass, the place of a VM that can be deployed.
+                    self._undeployable[oid] = known
+                    docs[oid], refused[oid] = doc, known[1]
+                    continue
+                self._texts[oid] = text
                 vm = self._candidate(doc, rights, now)
             except OneError as exc:
                 docs[oid], refused[oid] = doc, PREFIX + exc.message
@@ -223,13 +244,22 @@ class Scheduler:
         for i in range(0, len(todo), MESSAGE_BATCH):
             with db.write_transaction():
                 for vm_id, message in todo[i:i + MESSAGE_BATCH]:
-                    vm = store.load("vm", vm_id, for_update=True)
-                    if vm["state"] != VmState.PENDING and not vm["resched"]:
-                        continue
-                    u = Template.from_json(vm["user_template"])
-                    u.set("SCHED_MESSAGE", f"{stamp} : {message}")
-                    vm["user_template"] = u.to_json()
-                    store.save("vm", vm)
+                    try:
+                        self._write_message(vm_id, f"{stamp} : {message}")
+                    except pw.DatabaseError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - a record that cannot be saved
+                        self._left_out("VM", vm_id, exc)  # (the others' messages still are)
+
+    @staticmethod
+    def _write_message(vm_id: int, message: str) -> None:
+        vm = store.load("vm", vm_id, for_update=True)
+        if vm["state"] != VmState.PENDING and not vm["resched"]:
+            return
+        u = Template.from_json(vm["user_template"])
+        u.set("SCHED_MESSAGE", message)
+        vm["user_template"] = u.to_json()
+        store.save("vm", vm)
 
 
 class _HostRights:

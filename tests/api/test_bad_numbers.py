@@ -250,6 +250,22 @@ def test_unreadable_vm_record_is_left_out(srv: Server, host: int) -> None:
     assert "Traceback" not in server_log(srv)
 
 
+def test_vm_that_cannot_be_deployed_is_left_out(srv: Server, host: int) -> None:
+    one = srv.pyone()
+    # PENDING, for a host that comes only once its record is broken.
+    bad = one.vm.allocate('NAME="no-history"\nCPU=0.1\nMEMORY=16\n'
+                          'SCHED_REQUIREMENTS="NAME = \\"later-host\\""')
+    assert "Cannot dispatch VM" in sched_message(srv, bad)
+    rewrite(srv, "vm", bad, lambda doc: doc.pop("history"))
+    later = one.host.allocate("later-host", "dummy", "dummy", -1)
+    good = one.vm.allocate(f'NAME="good-3"\nCPU=0.1\nMEMORY=16\nSCHED_REQUIREMENTS="ID = {later}"')
+    srv.wait_vm(good, 3, 3)  # though the bad VM comes first in every pass
+    wait_for("the log to name the VM", lambda: f"VM {bad} left out of scheduling: KeyError: "
+             "'history'" in server_log(srv))
+    assert one.vm.info(bad).STATE == 1
+    assert "Traceback" not in server_log(srv)
+
+
 @pytest.mark.parametrize(("requirements", "placed"), [
     ("(" * 3000 + "ID > -1" + ")" * 3000, False),  # deeper than any stack: refused
     ("!" * 5000 + "ID > -1", False),
