@@ -1,13 +1,14 @@
 """NICs attached to and detached from a VM (DispatchManager::attach_nic / detach_nic): on a
 POWEROFF VM at once; on a RUNNING VM through HOTPLUG_NIC while the core runs the VMM's
 ``attach_nic``/``detach_nic`` as a durable operation, whose outcome is written here. The lease
-of the NIC changes with it (``leases.py``), in the same transaction."""
+of the NIC changes with it (``leases.py``), in the same transaction. Security groups attached
+to and detached from a NIC (attach_sg / detach_sg) change its rules the same way."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from oneserver import leases, lifecycle
+from oneserver import address_range, leases, lifecycle, secgroups
 from oneserver.errors import ACTION, OneError
 from oneserver.history import close_history, last_history, now, record_action
 from oneserver.lifecycle import Op, clear_error, is_, set_error, set_state
@@ -127,3 +128,79 @@ def failed(vm: Doc, action: str, nic_id: int, message: str) -> None:
         _flag(vm, nic_id, "DETACH")
         set_error(vm, f"Error detaching NIC: {message}")
     set_state(vm, VmState.ACTIVE, Lcm.RUNNING)
+
+
+# ----------------------------------------------------------------------------- groups
+
+# LCM states in which a VM's groups may not change (DispatchManager::attach_sg): its rules
+# are being set up on a host.
+_SG_BUSY = frozenset({
+    Lcm.BOOT, Lcm.BOOT_MIGRATE, Lcm.BOOT_SUSPENDED, Lcm.BOOT_STOPPED, Lcm.BOOT_UNDEPLOY,
+    Lcm.BOOT_POWEROFF, Lcm.BOOT_UNKNOWN, Lcm.BOOT_FAILURE, Lcm.BOOT_MIGRATE_FAILURE,
+    Lcm.BOOT_UNDEPLOY_FAILURE, Lcm.BOOT_STOPPED_FAILURE, Lcm.MIGRATE, Lcm.HOTPLUG_NIC,
+    Lcm.HOTPLUG_NIC_POWEROFF, Lcm.UNKNOWN})
+# States in which the host's filters follow at once (the VM runs there).
+_SG_LIVE = frozenset({Lcm.RUNNING, Lcm.HOTPLUG, Lcm.HOTPLUG_RESIZE})
+
+
+def _sg_nic(vm: Doc, nic_id: int, tmpl: Template) -> Vector:
+    if vm["state"] == VmState.ACTIVE and vm["lcm_state"] in _SG_BUSY:
+        raise OneError(ACTION, f"VM {vm['id']} is in wrong state {_state_str(vm)}", vm["id"])
+    nic = next((n for n in (*tmpl.vectors("NIC"), *tmpl.vectors("NIC_ALIAS"))
+                if n.get("NIC_ID") == str(nic_id)), None)
+    if nic is None:
+        raise OneError(ACTION, f"VM {vm['id']} doesn't have NIC id {nic_id}", vm["id"])
+    return nic
+
+
+def _set_rules(vm: Doc, tmpl: Template, sg: Doc, keep: bool) -> None:
+    """The VM's SECURITY_GROUP_RULEs of ``sg`` written again from it (``keep``) or dropped."""
+    tmpl.items = [(k, v) for k, v in tmpl.items if not (
+        k == "SECURITY_GROUP_RULE" and isinstance(v, dict)
+        and v.get("SECURITY_GROUP_ID") == str(sg["id"]))]
+    if keep:
+        for rule in secgroups.rules_of(sg):
+            tmpl.add("SECURITY_GROUP_RULE", rule)
+    vm["template"] = tmpl.to_json()
+
+
+def _update_op(vm: Doc, sg_id: int) -> list[Op]:
+    live = vm["state"] == VmState.ACTIVE and vm["lcm_state"] in _SG_LIVE
+    return [Op("update_sg", _host_id(vm), {"sg_id": sg_id})] if live else []
+
+
+def attach_sg(vm: Doc, nic_id: int, sg: Doc | None, sg_id: int) -> list[Op]:
+    """one.vm.attachsg: group ``sg`` on NIC ``nic_id``, its rules in the VM's TEMPLATE (the
+    caller saves ``sg``); on a running VM the host's filters are set up again."""
+    if sg is None:
+        raise OneError(ACTION, f"Could not attach SG {sg_id} to VM, SG does not exist",
+                       vm["id"])
+    tmpl = Template.from_json(vm["template"])
+    nic = _sg_nic(vm, nic_id, tmpl)
+    groups = address_range.security_groups(nic.get("SECURITY_GROUPS", ""))
+    if sg_id in groups:
+        raise OneError(ACTION, f"VM {vm['id']} SG {sg_id} already in NIC {nic_id}", vm["id"])
+    nic["SECURITY_GROUPS"] = address_range.join(groups | {sg_id})
+    _set_rules(vm, tmpl, sg, keep=True)
+    secgroups.uses(sg, vm["id"], True)
+    return _update_op(vm, sg_id)
+
+
+def detach_sg(vm: Doc, nic_id: int, sg: Doc | None, sg_id: int) -> list[Op]:
+    """one.vm.detachsg: group ``sg_id`` off NIC ``nic_id``; its rules stay while another NIC
+    of the VM has it."""
+    tmpl = Template.from_json(vm["template"])
+    nic = _sg_nic(vm, nic_id, tmpl)
+    groups = address_range.security_groups(nic.get("SECURITY_GROUPS", ""))
+    if sg_id not in groups:
+        raise OneError(ACTION, f"VM {vm['id']} NIC {nic_id} doesn't contain SG {sg_id}",
+                       vm["id"])
+    nic["SECURITY_GROUPS"] = address_range.join(groups - {sg_id})
+    still = any(sg_id in address_range.security_groups(n.get("SECURITY_GROUPS", ""))
+                for n in (*tmpl.vectors("NIC"), *tmpl.vectors("NIC_ALIAS")))
+    if sg is not None:
+        _set_rules(vm, tmpl, sg, keep=still)
+        secgroups.uses(sg, vm["id"], still)
+    else:
+        vm["template"] = tmpl.to_json()
+    return _update_op(vm, sg_id)

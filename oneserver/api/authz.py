@@ -111,6 +111,8 @@ TABLE: dict[str, Operation] = {
     "one.vm.monitoring": _info("vm"),
     "one.vm.attachnic": _op("vm", MANAGE, vn=USE, secgroup=USE),
     "one.vm.detachnic": _op("vm", MANAGE),
+    "one.vm.attachsg": _op("vm", MANAGE, secgroup=USE),
+    "one.vm.detachsg": _op("vm", MANAGE),
     "one.vmpool.info": _pool("vm"),
     "one.vmpool.infoextended": _pool("vm"),
     "one.vmpool.infoset": _pool("vm"),

@@ -1,5 +1,6 @@
 """``one.vm.attachnic`` and ``one.vm.detachnic``: a NIC added to or taken from a VM, its lease
-with it (``oneserver.nic_hotplug``); on a running VM the core runs the VMM's hotplug."""
+with it (``oneserver.nic_hotplug``); on a running VM the core runs the VMM's hotplug.
+``one.vm.attachsg`` and ``one.vm.detachsg``: a security group on one NIC of a VM."""
 
 from __future__ import annotations
 
@@ -40,6 +41,42 @@ def vm_detachnic(ctx: Context, oid: int, nic_id: int) -> int:
         if vm_mad is not None and nic_hotplug.running(vm):
             capabilities.require(vm_mad, "nic-detach", vm)
         ops = nic_hotplug.detach(vm, nic_id, ctx.caller.uid, ctx.caller.gid)
+        operations.enqueue(vm, ops)
+    if ops:
+        wakeup.notify()
+    return oid
+
+
+def _group(ctx: Context, sg_id: int, check: bool) -> dict[str, Any] | None:
+    """The group (row-locked after the VM, as every path locks them), USE checked."""
+    if not store.exists("secgroup", sg_id):
+        return None
+    sg = store.load("secgroup", sg_id, for_update=True)
+    if check:
+        ctx.authorize(c.target("secgroup", sg))
+    return sg
+
+
+@api("one.vm.attachsg", "iii")
+def vm_attachsg(ctx: Context, oid: int, nic_id: int, sg_id: int) -> int:
+    with c.changing(ctx, "vm", oid) as vm:
+        sg = _group(ctx, sg_id, check=True)
+        ops = nic_hotplug.attach_sg(vm, nic_id, sg, sg_id)
+        if sg is not None:
+            store.save("secgroup", sg)
+        operations.enqueue(vm, ops)
+    if ops:
+        wakeup.notify()
+    return oid
+
+
+@api("one.vm.detachsg", "iii")
+def vm_detachsg(ctx: Context, oid: int, nic_id: int, sg_id: int) -> int:
+    with c.changing(ctx, "vm", oid) as vm:
+        sg = _group(ctx, sg_id, check=False)
+        ops = nic_hotplug.detach_sg(vm, nic_id, sg, sg_id)
+        if sg is not None:
+            store.save("secgroup", sg)
         operations.enqueue(vm, ops)
     if ops:
         wakeup.notify()

@@ -142,6 +142,8 @@ class Executor:
             self._clean(op, cancel=True)
         elif op.action in ("reboot", "reset"):
             self._restart(op, op.action)
+        elif op.action == "update_sg":
+            self._update_sg(op)
         else:
             raise DriverError(f"unknown operation {op.action!r}")
 
@@ -457,6 +459,21 @@ class Executor:
             self.registry.call("vmm", vmm, method, host_ref(host), vm_spec(vm, vmm))
         except DriverError as exc:
             message = f"Error {method}ing virtual machine: {exc}"
+            self._write(op, lambda v, h: lifecycle.set_error(v, message), checked=False)
+
+    def _update_sg(self, op: db.Operation) -> None:
+        """A running VM's security groups changed (one.vm.attachsg/detachsg): its VN drivers'
+        ``pre`` runs again, which sets each NIC's filters up from the VM's rules as they are
+        now (it converges when repeated); the VM keeps running, an error is recorded. Only
+        while the VM still runs on its host: else its next boot does it."""
+        vm = store.load("vm", op.vm_id)
+        if vm["state"] != VmState.ACTIVE or vm["lcm_state"] != Lcm.RUNNING:
+            return
+        host, vmm, _ = self._drivers(op, vm)
+        try:
+            self._network("pre", host_ref(host), vmm, vm_spec(vm, vmm))
+        except DriverError as exc:
+            message = f"Error updating security groups: {exc}"
             self._write(op, lambda v, h: lifecycle.set_error(v, message), checked=False)
 
 

@@ -221,6 +221,10 @@ def _plan() -> dict[str, tuple[Call, list[tuple[str, int]]]]:
     # VM_MANAGE_OPERATIONS; the NIC's network USE): on a held VM, refused past authorization
     on("one.vm.attachnic", lambda w, o: (o, 'NIC=[NETWORK_ID="0"]'), ("vm", M))
     on("one.vm.detachnic", lambda w, o: (o, 0), ("vm", M))
+    # security groups of a NIC (VirtualMachineAttachSG/DetachSG: MANAGE; the group USE):
+    # the held VM has no NIC 0, so an allowed call is refused past authorization
+    on("one.vm.attachsg", lambda w, o: (o, 0, 0), ("vm", M))
+    on("one.vm.detachsg", lambda w, o: (o, 0, 0), ("vm", M))
     # templates and images
     on("one.template.allocate", lambda w, o: (f'NAME="{uniq("t")}"\nCPU=1\nMEMORY=8\n',),
        ("template", CREATE))

@@ -162,6 +162,33 @@ def test_attach_and_detach_nic_are_oneds(srv: Server, scenario: dict[str, Any]) 
     assert reply[1] == "[one.vm.attachnic] Could not add a new NIC to VM 1, wrong state HOLD."
 
 
+def test_attach_and_detach_a_security_group(srv: Server, scenario: dict[str, Any]) -> None:
+    """VM 0 runs (test_attach_and_detach_nic_are_oneds): a group goes on its NIC 0 and off."""
+    srv.wait_vm(0, 3, 3)
+    sg = ok(srv, "one.secgroup.allocate", 'NAME="extra"\nRULE=[PROTOCOL="UDP",'
+            'RULE_TYPE="inbound",RANGE="53"]')
+    reply = fails(srv, "one.vm.attachsg", 0, 0, 100)
+    assert reply[1] == "[one.vm.attachsg] VM 0 SG 100 already in NIC 0"
+    assert fails(srv, "one.vm.attachsg", 0, 9, sg)[1] == \
+        "[one.vm.attachsg] VM 0 doesn't have NIC id 9"
+    assert fails(srv, "one.vm.attachsg", 0, 0, 9999)[1] == \
+        "[one.vm.attachsg] Could not attach SG 9999 to VM, SG does not exist"
+    ok(srv, "one.vm.attachsg", 0, 0, sg)
+    body = valid(ok(srv, "one.vm.info", 0))
+    assert nic_of(body)["SECURITY_GROUPS"] == f"0,100,{sg}"
+    assert f"<SECURITY_GROUP_ID><![CDATA[{sg}]]></SECURITY_GROUP_ID>" in body
+    assert "<UPDATED_VMS><ID>0</ID></UPDATED_VMS>" in ok(srv, "one.secgroup.info", sg)
+    srv.wait_vm(0, 3, 3)
+    ok(srv, "one.vm.detachsg", 0, 0, sg)
+    body = ok(srv, "one.vm.info", 0)
+    assert nic_of(body)["SECURITY_GROUPS"] == "0,100"
+    assert f"<SECURITY_GROUP_ID><![CDATA[{sg}]]></SECURITY_GROUP_ID>" not in body
+    assert "<UPDATED_VMS></UPDATED_VMS>" in ok(srv, "one.secgroup.info", sg)
+    reply = fails(srv, "one.vm.detachsg", 0, 0, sg)
+    assert reply[1] == f"[one.vm.detachsg] VM 0 NIC 0 doesn't contain SG {sg}"
+    ok(srv, "one.secgroup.delete", sg)
+
+
 def test_vntemplates_are_oneds(srv: Server, scenario: dict[str, Any]) -> None:
     tid = ok(srv, "one.vntemplate.allocate", 'NAME="tenant-net"\nVN_MAD="bridge"\n'
              'BRIDGE="br-tenant"\nDESCRIPTION="Per-tenant private network"\nDNS="10.213.0.2"\n'
