@@ -38,15 +38,15 @@ def to_float(text: str) -> float | None:
     if not _FLOAT.fullmatch(text):
         return None
     value = float(text)
-    return value if math.isfinite(value) and _fits_c_float(value) else None
-
-
-def _fits_c_float(value: float) -> bool:
-    """Whether ``value`` rounded to a C float (as strtof() rounds) is still finite."""
-    try:
-        return math.isfinite(struct.unpack("f", struct.pack("f", value))[0])
+    if not math.isfinite(value):
+        return None
+    try:  # rounded to a C float as strtof() rounds
+        single: float = struct.unpack("f", struct.pack("f", value))[0]
     except OverflowError:  # the Pythons that refuse to round to infinity
-        return False
+        return None
+    if not math.isfinite(single):
+        return None
+    return 0.0 if single == 0.0 else value  # too small for a float: oned holds 0
 
 
 def to_id(text: str) -> int | None:

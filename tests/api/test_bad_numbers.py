@@ -109,7 +109,8 @@ def refused(reply: list, method: str, code: int, text: str) -> None:
 @pytest.mark.parametrize(("template", "detail"), [
     ("CPU=nan\nMEMORY=32", CPU_MSG), ("CPU=inf\nMEMORY=32", CPU_MSG),
     ("CPU=-inf\nMEMORY=32", CPU_MSG), ("CPU=1e39\nMEMORY=32", CPU_MSG),
-    ("CPU=0x10\nMEMORY=32", CPU_MSG), ("CPU=1_0\nMEMORY=32", CPU_MSG),
+    ("CPU=0x10\nMEMORY=32", CPU_MSG), ("CPU=1e-50\nMEMORY=32", CPU_MSG),
+    ("CPU=1_0\nMEMORY=32", CPU_MSG),
     ("CPU=\u0663\nMEMORY=32", CPU_MSG), ("CPU=1\nMEMORY=nan", MEMORY_MSG),
     ("CPU=1\nMEMORY=inf", MEMORY_MSG), ("CPU=1\nMEMORY=1e3", MEMORY_MSG),
     ("CPU=1\nMEMORY=99999999999999999999", MEMORY_MSG),

@@ -22,7 +22,7 @@ def test_to_int(text: str, int32: int | None, int64: int | None) -> None:
 
 @pytest.mark.parametrize(("text", "value"), [
     ("1", 1.0), ("0.5", 0.5), (".5", 0.5), ("5.", 5.0), ("-2.5", -2.5), ("1e3", 1000.0),
-    (" 2 ", 2.0), ("3.4e38", 3.4e38),
+    (" 2 ", 2.0), ("3.4e38", 3.4e38), ("1e-40", 1e-40), ("1e-50", 0.0),  # a C float's 0
     ("nan", None), ("NaN", None), ("inf", None), ("-infinity", None), ("1e39", None),
     ("1e400", None), ("1e", None), ("e5", None), ("0x1p3", None), ("1_0", None),
     ("\u0663", None), ("", None), ("1,5", None),
