@@ -44,7 +44,7 @@ def die_with_parent(parent: int) -> None:
 NEWER_GUNICORN = frozenset({"control_socket_disable"})
 
 
-class GunicornApp(BaseApplication):  # type: ignore[misc]
+class GunicornApp(BaseApplication):
     """gunicorn configured in code; each worker opens its own database connection."""
 
     def __init__(self, options: dict[str, Any], data_dir: str, db_url: str,
