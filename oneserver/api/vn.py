@@ -63,6 +63,21 @@ def _restricted(ctx: Context, tmpl: Template, before: Template | None = None) ->
     authz.check_restricted(ctx.caller.is_admin, "vn", [tmpl], before)
 
 
+def _keep_restricted(new: Template, old: Template) -> None:
+    """As Template::check_restricted for an update by a user outside the oneadmin group: a
+    restricted attribute left out is kept from the network; one given must not differ."""
+    for name, member in authz.VNET_RESTRICTED:
+        if member is None and name not in new and name in old:
+            for value in old.get_all(name):
+                new.add(name, value)
+    try:
+        authz.check_restricted(False, "vn", [new], old)
+    except OneError as exc:
+        attr = exc.message.rsplit(" ", 1)[-1].rstrip(".").split("/")[0]
+        raise OneError(INTERNAL, "Cannot update template. Tried to change restricted "
+                                 f"attribute: {attr}") from None
+
+
 def _ready(doc: Doc, method: str) -> None:
     if doc["state"] not in (networks.READY, networks.UPDATE_FAILURE):
         raise OneError(ACTION, f"Could not execute {method}Virtual Network is in wrong state: "
@@ -147,7 +162,8 @@ def vn_update(ctx: Context, oid: int, text: str, mode: int) -> int:
             merged = old.copy()
             merged.merge(new)
             new = merged
-        _restricted(ctx, new, old)
+        if not ctx.caller.is_admin:
+            _keep_restricted(new, old)
         try:
             networks.updated_template(doc, new)
         except networks.NetworkError as exc:

@@ -479,6 +479,14 @@ def test_user_networks_and_reservations(srv: Server, scenario: dict[str, Any],
     rid = ok(srv, "one.vn.reserve", 1, 'SIZE=2\nNAME="mine"', session=user)
     body = ok(srv, "one.vn.info", rid, session=user)
     assert f"<UID>{uid}</UID>" in body and "<PARENT_NETWORK_ID>1</PARENT_NETWORK_ID>" in body
+    ok(srv, "one.vn.update", rid, 'DESCRIPTION="my part"', 0, session=user)
+    body = ok(srv, "one.vn.info", rid, session=user)  # the restricted ones kept, as in oned
+    assert "<DESCRIPTION><![CDATA[my part]]></DESCRIPTION>" in body
+    assert "<TEMPLATE><BRIDGE><![CDATA[br1]]></BRIDGE>" in body
+    assert "<VN_MAD><![CDATA[dummy]]></VN_MAD></TEMPLATE>" in body
+    reply = fails(srv, "one.vn.update", rid, 'VN_MAD="bridge"', 1, session=user)
+    assert reply[:3] == [False, "[one.vn.update] Cannot update template. Tried to change "
+                                "restricted attribute: VN_MAD", INTERNAL]
     vid = ok(srv, "one.vm.allocate", VM.format(name="u") + 'NIC=[NETWORK="mine"]', True,
              session=user)
     nic = nic_of(ok(srv, "one.vm.info", vid))
