@@ -60,14 +60,16 @@ _GONE = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED, errno.EMFILE, errn
 class Conn:
     """One client connection: bytes of the request being read, or the reply being written."""
 
-    __slots__ = ("sock", "fd", "addr", "server", "buf", "head_end", "need", "close_after",
-                 "deadline", "idle", "events", "reply", "keep", "linger")
+    __slots__ = ("sock", "fd", "addr", "server", "buf", "scanned", "head_end", "need",
+                 "held", "close_after", "deadline", "idle", "events", "reply", "keep", "linger")
 
     def __init__(self, sock: socket.socket, addr: Any, server: Any, deadline: float) -> None:
         self.sock, self.fd, self.addr, self.server = sock, sock.fileno(), addr, server
         self.buf = bytearray()
+        self.scanned = 0  # where the search for the blank line goes on from
         self.head_end = -1  # index just past the blank line, once seen
         self.need = -1  # bytes of the whole request, once the headers tell
+        self.held = 0  # of the worker's body budget, while the body is awaited
         self.close_after = False  # the body is not read: close after the reply
         self.deadline = deadline
         self.idle = False  # kept after a reply, no byte of a next request yet
@@ -90,8 +92,8 @@ class Outbox:
         self.chunks.append(data)
 
     def send(self, data: bytes) -> int:
-        # gunicorn's interim "100 Continue": the loop already sent it while the body was
-        # awaited, and the body is here now.
+        # gunicorn's interim "100 Continue": the loop sent it if the body had to be awaited,
+        # and the body is here now.
         return len(data)
 
 
@@ -109,6 +111,7 @@ class EventWorker(base.Worker):
         self.conns: dict[int, Conn] = {}
         self.listeners: dict[int, tuple[socket.socket, Any]] = {}
         self.listening = False
+        self.held = 0  # bytes of bodies being awaited, all connections together
         super().init_process()
 
     # ------------------------------------------------------------------------- the loop
@@ -178,14 +181,22 @@ class EventWorker(base.Worker):
 
     def _expire(self, now: float) -> None:
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
-            if conn.reply is None and conn.head_end >= 0:
-                # As xmlrpc-c answers a body that stops coming; best effort, then gone.
-                page = wire.error_page(408, "Timed out waiting for client to send its POST data")
-                try:
-                    conn.sock.send(_page(408, "Request Timeout", page))
-                except OSError:
-                    pass
-            self._close(conn)
+            if conn.reply is None and conn.head_end >= 0:  # as xmlrpc-c answers a late body
+                self._refuse(conn, 408, "Request Timeout",
+                             "Timed out waiting for client to send its POST data")
+            else:
+                self._close(conn)
+
+    def _refuse(self, conn: Conn, status: int, reason: str, explanation: str) -> None:
+        """Answer with an error page, as far as it can be written at once, and close."""
+        body = wire.error_page(status, explanation)
+        try:
+            conn.sock.send(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+                           f"Content-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n"
+                           .encode() + body)
+        except OSError:
+            pass
+        self._close(conn)
 
     def _stop(self) -> None:
         """Stop accepting, drop connections that have no reply under way, and give the
@@ -252,13 +263,17 @@ class EventWorker(base.Worker):
                 return
             request, conn.buf = bytes(conn.buf[:conn.need]), conn.buf[conn.need:]
             conn.head_end = conn.need = -1
+            conn.scanned = 0
+            self._release(conn)
             self._serve(conn, request)
 
     def _headers(self, conn: Conn) -> bool:
         """Whether the headers are complete; if so, how much body follows and by when."""
-        end = conn.buf.find(b"\r\n\r\n")
+        end = conn.buf.find(b"\r\n\r\n", conn.scanned)
         if end < 0:
             if len(conn.buf) <= HEADER_MAX:
+                # A client sending a byte at a time does not make each search start over.
+                conn.scanned = max(0, len(conn.buf) - 3)
                 return False
             conn.head_end = conn.need = len(conn.buf)
             conn.close_after = True
@@ -275,7 +290,16 @@ class EventWorker(base.Worker):
             return True
         conn.need = conn.head_end + length
         conn.deadline = time.monotonic() + BODY_TIMEOUT + length / MIN_RATE
-        if len(conn.buf) < conn.need and b"\r\nexpect:" in head and b"100-continue" in head:
+        if len(conn.buf) >= conn.need:
+            return True
+        if self.held + length > 2 * self.limit:
+            # Bodies are held in memory until whole: a worker holds at most two of the
+            # largest at once, and refuses the body that would go past that.
+            self._refuse(conn, 503, "Service Unavailable", "Too many requests being received")
+            return False
+        conn.held = length
+        self.held += length
+        if b"\r\nexpect:" in head and b"100-continue" in head:
             try:
                 conn.sock.send(_CONTINUE)
             except OSError:
@@ -375,7 +399,12 @@ class EventWorker(base.Worker):
         conn.deadline = time.monotonic() + LINGER_TIMEOUT
         self._watch(conn, select.EPOLLIN)
 
+    def _release(self, conn: Conn) -> None:
+        self.held -= conn.held
+        conn.held = 0
+
     def _close(self, conn: Conn) -> None:
+        self._release(conn)
         self.conns.pop(conn.fd, None)
         conn.fd = -1  # no longer in ``conns``, whatever takes its number next
         try:
@@ -383,7 +412,3 @@ class EventWorker(base.Worker):
         except OSError:
             pass
 
-
-def _page(status: int, reason: str, body: bytes) -> bytes:
-    return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: text/html\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body

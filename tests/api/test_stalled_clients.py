@@ -123,6 +123,23 @@ def test_clients_that_do_not_read_replies_do_not_starve_calls(srv: Server) -> No
             sock.close()
 
 
+def test_bodies_held_at_once_are_bounded(srv: Server) -> None:
+    # A worker holds bodies being received up to twice MESSAGE_SIZE: of five that each
+    # announce 60 KB and send none, a worker (there are two) gets at least three, and refuses
+    # the third at once instead of holding it.
+    head = (b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"Content-Length: 60000\r\n\r\n")
+    socks = [stall(srv, head) for _ in range(5)]
+    try:
+        assert call(srv, "one.system.version")[1] == "7.4.0"
+        answers = [closed_by_server(sock).split(b"\r\n", 1)[0] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert set(answers) <= {b"HTTP/1.1 503 Service Unavailable", b"HTTP/1.1 408 Request Timeout"}
+    assert b"HTTP/1.1 503 Service Unavailable" in answers, answers
+
+
 def test_oversized_call_is_answered_as_oned(srv: Server) -> None:
     too_long = b"<?xml version='1.0'?><methodCall>" + b" " * LIMIT + b"</methodCall>"
     status, body = post(srv, too_long)
