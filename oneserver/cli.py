@@ -11,6 +11,7 @@ from typing import Any
 
 from oneserver import bootstrap, db, settings, supervisor
 from oneserver.api.system import VERSION as API_VERSION
+from oneserver.pidfile import Busy, PidFile
 from oneserver.supervisor import Child, supervise
 
 ENVIRONMENT = """environment:
@@ -84,9 +85,8 @@ def _sched_conf(args: argparse.Namespace, conf: settings.Settings) -> Any:
     return sc
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, claim: PidFile) -> int:
     conf = settings.configure(args.data, args.db, args.etc)
-    os.makedirs(conf.data_dir, exist_ok=True)
     db.open_database(conf.db_url)
     line = bootstrap.bootstrap(bootstrap.endpoint(args.host, args.port))
     if line:
@@ -103,7 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     ]
     print(f"oneserver {conf.db_url.split('://')[0]} database, data in {conf.data_dir}; "
           f"XML-RPC at http://{args.host}:{args.port}/RPC2", flush=True)
-    return supervise(children)
+    return supervise(children, claim)
 
 
 def run_api(args: argparse.Namespace) -> int:
@@ -161,8 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.etc and not os.path.isdir(args.etc):
         {"serve": s, "api": a, "core": c}[args.command].error(
             f"--etc {args.etc}: no such directory")
+    conf = settings.configure(args.data, args.db, args.etc)
+    claim = None
+    if args.command == "serve":  # one serve per data directory, before anything touches it
+        os.makedirs(conf.data_dir, exist_ok=True)
+        claim = PidFile(conf.data_dir)
+        try:
+            ended = claim.claim()
+        except Busy as exc:
+            parser.exit(1, f"oneserver: {exc}\n")
+        if ended:
+            print(f"ended {len(ended)} process(es) left running by a killed serve: "
+                  + " ".join(map(str, ended)), flush=True)
     try:  # the schema is created or migrated here, before any API worker or core opens it
-        db.prepare_schema(settings.configure(args.data, args.db, args.etc).db_url)
+        db.prepare_schema(conf.db_url)
     except db.SchemaError as exc:
+        if claim is not None:
+            claim.release()
         parser.exit(1, f"oneserver: {exc}\n")
-    return {"serve": serve, "api": run_api, "core": run_core}[args.command](args)
+    if claim is not None:
+        return serve(args, claim)
+    return {"api": run_api, "core": run_core}[args.command](args)

@@ -21,8 +21,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from oneserver import settings
-from oneserver.pidfile import Busy, PidFile, sweep
+from oneserver.pidfile import PidFile, sweep
 
 log = logging.getLogger("oneserver")
 STOP_TIMEOUT = 15.0
@@ -110,17 +109,10 @@ class Child:
             self.proc.wait()
 
 
-def supervise(children: list[Child]) -> int:
-    """Run the children until SIGTERM/SIGINT or until a child that must not restart exits."""
-    pidfile = PidFile(settings.current().data_dir)
-    try:
-        ended = pidfile.claim()
-    except Busy as exc:
-        log.error("%s", exc)
-        return 1
-    if ended:
-        log.warning("ended %d process(es) left running by a killed serve: %s", len(ended),
-                    " ".join(map(str, ended)))
+def supervise(children: list[Child], pidfile: PidFile) -> int:
+    """Run the children until SIGTERM/SIGINT or until a child that must not restart exits.
+    ``pidfile``: this serve's claim on the data directory (taken before the schema and the
+    bootstrap are touched); released when the children are gone."""
     stopping = threading.Event()
     code = 0
 
