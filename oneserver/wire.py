@@ -7,6 +7,7 @@ import re
 import xmlrpc.client
 from typing import Any, cast
 
+from oneserver import xmltext
 from oneserver.errors import Fault
 from oneserver.numeric import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN
 
@@ -34,13 +35,9 @@ class Escaped(str):
 
 
 def escape(text: str) -> str:
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+    """Text (valid XML characters already: stored bodies, our own values) as the content of
+    an XML-RPC ``<string>``."""
+    return xmltext.markup(text)
 
 
 class I8(int):
@@ -178,7 +175,7 @@ _SUCCESS_STRING_END = ("</string></value>" + _SUCCESS_END).encode()
 def failure(message: str, code: int, resp_id: int) -> bytes:
     return (
         _HEAD + _OPEN + "<value><boolean>0</boolean></value>\r\n"
-        f"<value><string>{escape(message)}</string></value>\r\n"
+        f"<value><string>{xmltext.text(message)}</string></value>\r\n"
         f"<value><i4>{code}</i4></value>\r\n"
         f"<value><i4>{resp_id}</i4></value>\r\n"
         "<value><i8>-1</i8></value>\r\n" + _CLOSE
@@ -190,7 +187,7 @@ def fault(code: int, message: str) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<fault>\r\n'
         "<value><struct>\r\n"
         f"<member><name>faultCode</name>\r\n<value><i4>{code}</i4></value></member>\r\n"
-        f"<member><name>faultString</name>\r\n<value><string>{escape(message)}</string></value>"
+        f"<member><name>faultString</name>\r\n<value><string>{xmltext.text(message)}</string></value>"
         "</member>\r\n</struct></value>\r\n</fault>\r\n</methodResponse>\r\n"
     ).encode()
 

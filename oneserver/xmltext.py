@@ -28,7 +28,12 @@ def valid_chars(value: str) -> str:
 def text(value: str) -> str:
     """``value`` as element content: ``&``, ``<`` and ``>`` escaped (``>`` too, so that "]]>"
     never appears in content)."""
-    value = valid_chars(value)
+    return markup(valid_chars(value))
+
+
+def markup(value: str) -> str:
+    """``&``, ``<`` and ``>`` of ``value`` escaped, for text whose characters are known to be
+    valid already (a stored body rendered through :func:`text` and :func:`cdata`)."""
     if "&" in value:
         value = value.replace("&", "&amp;")
     if "<" in value:
