@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import secrets
 
-from oneserver import aclstore, db, secgroups, settings, store, vdcs
-from oneserver.acl import ALL, DEFAULT_RULES, GROUP, INDIVIDUAL, TYPES, USE
+from oneserver import db, settings, store
 from oneserver.api import hash_password
+from oneserver.model import aclstore, secgroups, vdcs
+from oneserver.model.acl import ALL, DEFAULT_RULES, GROUP, INDIVIDUAL, TYPES, USE
 from oneserver.template import Template
 
 DATASTORES = (

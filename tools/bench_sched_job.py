@@ -14,13 +14,13 @@ import tempfile
 import time
 
 from oneserver import bootstrap, db, settings, store
-from oneserver.acl import Caller
 from oneserver.api import Context, load_all
 from oneserver.api.host import new_host
 from oneserver.api.vm import build
 from oneserver.core.scheduling import SchedConf, Scheduler
+from oneserver.model.acl import Caller
+from oneserver.model.vmstate import HostState
 from oneserver.template import Template
-from oneserver.vmstate import HostState
 
 
 def populate(n_hosts: int, n_vms: int, seed: int = 7) -> None:

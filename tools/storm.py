@@ -57,7 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-from oneserver.vmstate import FAILURE_STATES, Lcm, VmState  # noqa: E402
+from oneserver.model.vmstate import FAILURE_STATES, Lcm, VmState  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("worker", "core", "master", "supervisor")

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oneserver import db
-from oneserver.acl import KIND_TYPE, RIGHT_NAMES, USE, Caller, Rule, Target, allowed
 from oneserver.api.authz import RUN_IN_DISABLED_ZONE, TABLE, Operation, operation
 from oneserver.errors import (
     AUTH_FAILED,
@@ -20,6 +19,7 @@ from oneserver.errors import (
     OneError,
     not_authorized,
 )
+from oneserver.model.acl import KIND_TYPE, RIGHT_NAMES, USE, Caller, Rule, Target, allowed
 from oneserver.wire import FAULT_NO_METHOD, FAULT_TYPE, I8
 
 RETRIES = 3  # a call whose transaction hit a PostgreSQL deadlock runs again

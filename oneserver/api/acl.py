@@ -1,13 +1,14 @@
-"""``one.acl.*``: ACL rules (evaluated by ``oneserver.acl``)."""
+"""``one.acl.*``: ACL rules (evaluated by ``oneserver.model.acl``)."""
 
 from __future__ import annotations
 
-from oneserver import aclstore, db, numeric
-from oneserver.acl import INDIVIDUAL, Target, rule_string
+from oneserver import db, numeric
 from oneserver.api import Context, api
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
 from oneserver.errors import not_found
+from oneserver.model import aclstore
+from oneserver.model.acl import INDIVIDUAL, Target, rule_string
 
 # The ACL object: no rule can grant rights on it, so only the oneadmin group passes.
 ACL = Target("acl")

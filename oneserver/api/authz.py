@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oneserver.acl import ADMIN, CREATE, MANAGE, USE
 from oneserver.errors import AUTHORIZATION, OneError
+from oneserver.model.acl import ADMIN, CREATE, MANAGE, USE
 from oneserver.template import Template
 
 NONE = 0  # a valid session is enough (one.system.version, …)

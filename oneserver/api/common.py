@@ -11,7 +11,6 @@ from typing import Any, cast
 import peewee as pw
 
 from oneserver import db, store
-from oneserver.acl import ADMIN, MANAGE, USE, Target
 from oneserver.api import Context, authz
 from oneserver.errors import (
     ACTION,
@@ -22,6 +21,7 @@ from oneserver.errors import (
     OneError,
     not_found,
 )
+from oneserver.model.acl import ADMIN, MANAGE, USE, Target
 from oneserver.template import Template, TemplateError, check_size, parse
 from oneserver.wire import Escaped
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import db, settings, store, vdcs
-from oneserver.acl import Target
+from oneserver import db, settings, store
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.model import vdcs
+from oneserver.model.acl import Target
 from oneserver.template import Template
 
 TYPES = {"IMAGE_DS": 0, "SYSTEM_DS": 1, "FILE_DS": 2}

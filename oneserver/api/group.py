@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from oneserver import db, store, vdcs
-from oneserver.acl import Target
+from oneserver import db, store
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
 from oneserver.documents import pool
 from oneserver.errors import ACTION, OneError
+from oneserver.model import vdcs
+from oneserver.model.acl import Target
 
 RESERVED_GROUPS = (0, 1)
 

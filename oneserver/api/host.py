@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from oneserver import db, store, vdcs, wakeup
-from oneserver.acl import Target
+from oneserver import db, store, wakeup
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, XML_RPC_API, OneError
+from oneserver.model import vdcs
+from oneserver.model.acl import Target
+from oneserver.model.vmstate import HostState
 from oneserver.template import Template
-from oneserver.vmstate import HostState
 
 
 def new_host(oid: int, name: str, im: str, vmm: str, cluster: dict[str, Any]) -> dict[str, Any]:

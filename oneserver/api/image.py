@@ -7,13 +7,14 @@ import math
 import os
 from typing import Any
 
-from oneserver import db, images, operations, store, wakeup
-from oneserver.acl import Target
+from oneserver import db, store, wakeup
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
-from oneserver.history import now
-from oneserver.images import ImageState
+from oneserver.model import images, operations
+from oneserver.model.acl import Target
+from oneserver.model.history import now
+from oneserver.model.images import ImageState
 from oneserver.template import Template
 
 # Attributes that are elements of <IMAGE>, not template entries.

@@ -3,11 +3,12 @@ exists from the first start and lets everything in and out."""
 
 from __future__ import annotations
 
-from oneserver import db, secgroups, store
-from oneserver.acl import Target
+from oneserver import db, store
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, INTERNAL, XML_RPC_API, OneError
+from oneserver.model import secgroups
+from oneserver.model.acl import Target
 from oneserver.template import Template
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from oneserver import settings
-from oneserver.acl import LOCAL_ZONE
 from oneserver.api import Context, api
 from oneserver.api import common as c
+from oneserver.model.acl import LOCAL_ZONE
 
 VERSION = "7.4.0"
 

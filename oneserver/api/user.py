@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from oneserver import db, store
-from oneserver.acl import Target
 from oneserver.api import Context, api, generic, hash_password
 from oneserver.api import common as c
 from oneserver.documents import identity as xml
@@ -21,6 +20,7 @@ from oneserver.errors import (
     OneError,
     not_found,
 )
+from oneserver.model.acl import Target
 from oneserver.wire import FAULT_INTERNAL
 
 RESERVED_USERS = (0, 1)

@@ -1,14 +1,15 @@
 """``one.vdc.*`` and ``one.vdcpool.info``: VDCs, whose groups get ACL rules on the clusters,
-hosts, datastores and networks of the VDC (``oneserver.vdcs``). As oned's VdcAPI: every change
+hosts, datastores and networks of the VDC (``oneserver.model.vdcs``). As oned's VdcAPI: every change
 needs ADMIN on the VDC, on the group, and on the zone and the resource when they exist here."""
 
 from __future__ import annotations
 
-from oneserver import db, store, vdcs
-from oneserver.acl import LOCAL_ZONE, Target
+from oneserver import db, store
 from oneserver.api import Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, INTERNAL, OneError, not_found
+from oneserver.model import vdcs
+from oneserver.model.acl import LOCAL_ZONE, Target
 
 # Set -> the kind of its members here (None: a kind this server does not have yet) and how
 # oned's messages name one.

@@ -5,20 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from oneserver import (
-    capabilities,
-    capacity,
-    db,
-    history,
-    images,
-    leases,
-    lifecycle,
-    numeric,
-    operations,
-    store,
-    wakeup,
-)
-from oneserver.acl import Target
+from oneserver import db, numeric, store, wakeup
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.errors import (
@@ -28,8 +15,10 @@ from oneserver.errors import (
     XML_RPC_API,
     OneError,
 )
+from oneserver.model import capabilities, capacity, history, images, leases, lifecycle, operations
+from oneserver.model.acl import Target
+from oneserver.model.vmstate import Lcm, VmState
 from oneserver.template import Template
-from oneserver.vmstate import Lcm, VmState
 
 # Attributes oned moves from the user's template into the system TEMPLATE (VirtualMachine::
 # insert and VirtualMachineParser); INIT and LXC_* are ours, read by the LXC driver.

@@ -1,14 +1,15 @@
 """``one.vm.attachnic`` and ``one.vm.detachnic``: a NIC added to or taken from a VM, its lease
-with it (``oneserver.nic_hotplug``); on a running VM the core runs the VMM's hotplug.
+with it (``oneserver.model.nic_hotplug``); on a running VM the core runs the VMM's hotplug.
 ``one.vm.attachsg`` and ``one.vm.detachsg``: a security group on one NIC of a VM."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from oneserver import capabilities, nic_hotplug, operations, store, wakeup
+from oneserver import store, wakeup
 from oneserver.api import Context, api, authz
 from oneserver.api import common as c
+from oneserver.model import capabilities, nic_hotplug, operations
 
 
 def _host_vm_mad(vm: dict[str, Any]) -> str | None:

@@ -12,8 +12,8 @@ from oneserver.api import Context, api
 from oneserver.api import common as c
 from oneserver.documents.vm import history
 from oneserver.errors import XML_RPC_API, OneError
+from oneserver.model.vmstate import VmState
 from oneserver.template import Template
-from oneserver.vmstate import VmState
 from oneserver.wire import Escaped, escape
 
 

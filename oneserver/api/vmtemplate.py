@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from oneserver import db, store, wakeup
-from oneserver.acl import Target
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.api.vm import allocate_vm
-from oneserver.history import now
+from oneserver.model.acl import Target
+from oneserver.model.history import now
 from oneserver.template import Template
 
 

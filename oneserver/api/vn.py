@@ -1,5 +1,5 @@
 """``one.vn.*`` and ``one.vnpool.info``: virtual networks, their address ranges, holds and
-reservations (VirtualNetworkAPI). Leases change through ``oneserver.leases``."""
+reservations (VirtualNetworkAPI). Leases change through ``oneserver.model.leases``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from oneserver import address_range, db, leases, networks, numeric, store, vdcs
-from oneserver.acl import MANAGE, Target
+from oneserver import db, numeric, store
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.documents import network as network_xml
 from oneserver.errors import ACTION, AUTHORIZATION, INTERNAL, XML_RPC_API, OneError
+from oneserver.model import address_range, leases, networks, vdcs
+from oneserver.model.acl import MANAGE, Target
 from oneserver.template import Template
 from oneserver.wire import Escaped, escape
 

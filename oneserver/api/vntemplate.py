@@ -4,12 +4,12 @@ instantiated into networks of the caller's that remember them (TEMPLATE_ID)."""
 from __future__ import annotations
 
 from oneserver import db, store
-from oneserver.acl import Target
 from oneserver.api import Context, api, authz, generic
 from oneserver.api import common as c
 from oneserver.api.vn import insert as insert_network
 from oneserver.errors import ALLOCATE, AUTHORIZATION, INTERNAL, OneError
-from oneserver.history import now
+from oneserver.model.acl import Target
+from oneserver.model.history import now
 from oneserver.template import Template
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from oneserver import db, store
-from oneserver.acl import LOCAL_ZONE
 from oneserver.api import ZONE_DISABLED, Context, api, generic
 from oneserver.api import common as c
 from oneserver.errors import ACTION, ALLOCATE, OneError
+from oneserver.model.acl import LOCAL_ZONE
 from oneserver.template import Template, TemplateError, parse
 
 

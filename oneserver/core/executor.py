@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-from oneserver import db, lifecycle, nic_hotplug, operations, store
+from oneserver import db, store
 from oneserver.core import images
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref, vm_spec
 from oneserver.driver_contract import DriverError, HostRef, NicSpec, VMSpec
-from oneserver.vmstate import Lcm, VmState
+from oneserver.model import lifecycle, nic_hotplug, operations
+from oneserver.model.vmstate import Lcm, VmState
 
 log = logging.getLogger("oneserver.core")
 Doc = dict[str, Any]

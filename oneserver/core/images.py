@@ -23,12 +23,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from oneserver import archives, db, images, numeric, store
+from oneserver import archives, db, numeric, store
 from oneserver.errors import OneError
-from oneserver.images import ImageState
+from oneserver.model import images
+from oneserver.model.images import ImageState
 from oneserver.template import Template
 
-log = logging.getLogger("oneserver.images")
+log = logging.getLogger("oneserver.model.images")
 Doc = dict[str, Any]
 CHUNK = 1 << 20
 MAX_LINKS = 40

@@ -10,13 +10,14 @@ import threading
 import time
 from typing import Any
 
-from oneserver import db, history, lifecycle, numeric, store
+from oneserver import db, numeric, store
 from oneserver.core.registry import Registry
 from oneserver.core.specs import host_ref
 from oneserver.documents.host import monitoring as monitoring_xml
 from oneserver.driver_contract import DriverError, HostMonitor, VMStatus
+from oneserver.model import history, lifecycle
+from oneserver.model.vmstate import HostState, Lcm, VmState
 from oneserver.template import Template
-from oneserver.vmstate import HostState, Lcm, VmState
 
 log = logging.getLogger("oneserver.monitor")
 KEEP_SECONDS = 12 * 3600  # monitoring records kept per host/VM

@@ -12,8 +12,8 @@ import threading
 import time
 
 from oneserver import db, store
+from oneserver.model.vmstate import Lcm, VmState
 from oneserver.template import Template
-from oneserver.vmstate import Lcm, VmState
 
 log = logging.getLogger("oneserver.core")
 PROLOG_STATES = frozenset({

@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 
 import peewee as pw
 
-from oneserver import capabilities, db, numeric, store
-from oneserver.acl import MANAGE, Caller, Rule, Target, allowed
+from oneserver import db, numeric, store
 from oneserver.api.vm import migrate_to, place
-from oneserver.capacity import fits, vm_size
 from oneserver.driver_contract import Capability
 from oneserver.errors import OneError
+from oneserver.model import capabilities
+from oneserver.model.acl import MANAGE, Caller, Rule, Target, allowed
+from oneserver.model.capacity import fits, vm_size
+from oneserver.model.vmstate import HostState, Lcm, VmState
 from oneserver.scheduler.placement import (
     DISPATCH_LIMITED,
     NOT_CONSIDERED,
@@ -30,7 +32,6 @@ from oneserver.scheduler.placement import (
     schedule,
 )
 from oneserver.template import Template
-from oneserver.vmstate import HostState, Lcm, VmState
 
 log = logging.getLogger("oneserver.scheduler")
 T = TypeVar("T")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import address_range as ar_
 from oneserver.documents import cdata, el, ids, lock, owner_head, permissions, template
+from oneserver.model import address_range as ar_
 
 # Who vn.info may show as a lease's owner: None for everybody (VM, VNET, VROUTER → ids).
 Visible = dict[str, set[int] | None]

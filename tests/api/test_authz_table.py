@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from oneserver import api
-from oneserver.acl import ADMIN, CREATE, MANAGE, USE
 from oneserver.api import authz
+from oneserver.model.acl import ADMIN, CREATE, MANAGE, USE
 
 AUTHORIZATION = 0x200
 ROLES = ("owner", "member", "other", "stranger", "admin")

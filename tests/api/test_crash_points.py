@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from oneserver import api, db, lifecycle, store
-from oneserver.images import ImageState
-from oneserver.vmstate import Lcm, VmState
+from oneserver import api, db, store
+from oneserver.model import lifecycle
+from oneserver.model.images import ImageState
+from oneserver.model.vmstate import Lcm, VmState
 from tests.api.test_crash import children, role
 from tests.conftest import Server, backends, start_server, stop_server, wait_for
 
@@ -176,8 +177,8 @@ POINTS = [
 def test_every_transient_state_has_a_step_and_its_outcomes() -> None:
     """What makes every crash point resumable: each state an operation drives has a driver
     step, a next state or a settled one, and a failure path."""
-    from oneserver import operations
     from oneserver.core.executor import STEPS
+    from oneserver.model import operations
     driven = set().union(*operations.DRIVES.values())
     assert driven == set(STEPS)
     for lcm in driven:

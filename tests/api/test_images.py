@@ -16,7 +16,7 @@ import pyone
 import pytest
 import xsd  # tests/api/xsd.py, beside this file
 
-from oneserver.images import ImageState
+from oneserver.model.images import ImageState
 from tests.conftest import wait_for
 
 READY, USED, DISABLED, LOCKED, ERROR, USED_PERS = (

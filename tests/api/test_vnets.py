@@ -30,7 +30,8 @@ NET_A = ('NAME="net-a"\nVN_MAD="dummy"\nBRIDGE="br0"\nDESCRIPTION="Production LA
 NET_B = ('NAME="net-b"\nVN_MAD="dummy"\nBRIDGE="br1"\nDESCRIPTION="Service LAN"\n'
          'DNS="10.213.0.2"\nGATEWAY="10.213.2.1"\nNETWORK_ADDRESS="10.213.2.0"\n'
          'NETWORK_MASK="255.255.255.0"\nAR=[TYPE="IP4",IP="10.213.2.10",SIZE="16"]')
-NET_FULL = 'NAME="net-full"\nVN_MAD="dummy"\nBRIDGE="br2"\nAR=[TYPE="IP4",IP="10.213.3.10",SIZE="1"]'
+NET_FULL = ('NAME="net-full"\nVN_MAD="dummy"\nBRIDGE="br2"\n'
+            'AR=[TYPE="IP4",IP="10.213.3.10",SIZE="1"]')
 WEB = ('NAME="web-servers"\nDESCRIPTION="SSH and HTTP(S) in, ping from the site"\n'
        'RULE=[PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="22,80,443"]\n'
        'RULE=[PROTOCOL="ICMP",RULE_TYPE="inbound",ICMP_TYPE="8",IP="10.213.0.0",SIZE="65536"]')
@@ -149,7 +150,7 @@ def test_attach_and_detach_nic_are_oneds(srv: Server, scenario: dict[str, Any]) 
     body = valid(ok(srv, "one.vm.info", 0))
     assert elements(body) == elements(DOCS["vm_info_after_attachnic"])
     assert re.findall(r"<ACTION>(\d+)</ACTION>", body) == ["23", "0"]
-    assert f"<VM><![CDATA[0]]></VM>" in ok(srv, "one.vn.info", 1)
+    assert "<VM><![CDATA[0]]></VM>" in ok(srv, "one.vn.info", 1)
     ok(srv, "one.vm.detachnic", 0, 1)
     srv.wait_vm(0, 3, 3)
     body = valid(ok(srv, "one.vm.info", 0))
@@ -473,8 +474,8 @@ def test_user_networks_and_reservations(srv: Server, scenario: dict[str, Any],
                  session=user)[2] == AUTHORIZATION
     reply = fails(srv, "one.vm.allocate", VM.format(name="u") + 'NIC=[NETWORK_ID="1"]', True,
                   session=user)
-    assert reply[1] == ("[one.vm.allocate] User [%d] : Not authorized to perform USE NET [1]."
-                        % uid) and reply[2] == AUTHORIZATION
+    assert reply[1] == (f"[one.vm.allocate] User [{uid}] : Not authorized to perform USE NET "
+                        "[1].") and reply[2] == AUTHORIZATION
     ok(srv, "one.vn.chmod", 1, -1, -1, -1, -1, -1, -1, 1, -1, -1)
     rid = ok(srv, "one.vn.reserve", 1, 'SIZE=2\nNAME="mine"', session=user)
     body = ok(srv, "one.vn.info", rid, session=user)

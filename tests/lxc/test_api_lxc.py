@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lxc_specs import domain
 
-from oneserver.vmstate import HostState, Lcm, VmState
+from oneserver.model.vmstate import HostState, Lcm, VmState
 from tests.conftest import Server, start_server, stop_server, wait_for, write_etc
 
 libvirt = pytest.importorskip("libvirt")

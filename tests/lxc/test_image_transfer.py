@@ -22,8 +22,8 @@ from lxc_specs import domain
 from drivers.shared import SharedTM
 from drivers.ssh import SshTM
 from oneserver.driver_contract import DiskSpec, DriverError, HostRef, VMSpec
-from oneserver.images import ImageState
-from oneserver.vmstate import Lcm, VmState
+from oneserver.model.images import ImageState
+from oneserver.model.vmstate import Lcm, VmState
 from tests.conftest import Server, start_server, stop_server, wait_for, write_etc
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "hosts"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from netns_helpers import in_container, in_netns, libvirtd_netns
 
-from oneserver.vmstate import HostState, Lcm, VmState
+from oneserver.model.vmstate import HostState, Lcm, VmState
 from tests.conftest import Server, start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.lxc

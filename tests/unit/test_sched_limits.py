@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from oneserver.capacity import vm_capacity, vm_size
 from oneserver.core.monitor import _reserved
 from oneserver.errors import OneError
+from oneserver.model.capacity import vm_capacity, vm_size
 from oneserver.scheduler.expr import MAX_DEPTH, ExprError, compile_rank, compile_requirements
 from oneserver.scheduler.placement import (
     PREFIX,

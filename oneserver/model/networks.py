@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import address_range, numeric
+from oneserver import numeric
+from oneserver.model import address_range
 from oneserver.template import Template
 
 Doc = dict[str, Any]

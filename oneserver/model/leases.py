@@ -18,9 +18,10 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from oneserver import address_range as ar_
-from oneserver import db, networks, numeric, secgroups, store
+from oneserver import db, numeric, store
 from oneserver.errors import INTERNAL, OneError
+from oneserver.model import address_range as ar_
+from oneserver.model import networks, secgroups
 from oneserver.template import Template
 
 Doc = dict[str, Any]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import address_range, leases, lifecycle, secgroups
 from oneserver.errors import ACTION, OneError
-from oneserver.history import close_history, last_history, now, record_action
-from oneserver.lifecycle import Op, clear_error, is_, set_error, set_state
+from oneserver.model import address_range, leases, lifecycle, secgroups
+from oneserver.model.history import close_history, last_history, now, record_action
+from oneserver.model.lifecycle import Op, clear_error, is_, set_error, set_state
+from oneserver.model.vmstate import Lcm, VmState
 from oneserver.template import Template
-from oneserver.vmstate import Lcm, VmState
 
 Doc = dict[str, Any]
 Vector = dict[str, str]

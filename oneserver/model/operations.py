@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from oneserver import db
-from oneserver.lifecycle import Op, state_seq
-from oneserver.vmstate import Lcm as L
+from oneserver.model.lifecycle import Op, state_seq
+from oneserver.model.vmstate import Lcm as L
 
 # The transient states a VM operation takes its VM through, one driver step each. After a
 # crash the operation goes on from whichever of them its VM is in; a VM in any other state has

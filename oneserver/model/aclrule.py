@@ -3,7 +3,7 @@ and what makes it malformed (AclRule::malformed), with oned's words."""
 
 from __future__ import annotations
 
-from oneserver.acl import ALL, CLUSTER, GROUP, INDIVIDUAL
+from oneserver.model.acl import ALL, CLUSTER, GROUP, INDIVIDUAL
 
 # PoolObjectSQL::ObjectType bits.
 _OBJ = {

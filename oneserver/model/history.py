@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from oneserver.vmstate import HISTORY_ACTION
+from oneserver.model.vmstate import HISTORY_ACTION
 
 Doc = dict[str, Any]
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from oneserver import aclstore, settings, store
-from oneserver.acl import (
+from oneserver import settings, store
+from oneserver.errors import INTERNAL, OneError
+from oneserver.model import aclstore
+from oneserver.model.acl import (
     ADMIN,
     ALL,
     CLUSTER,
@@ -22,7 +24,6 @@ from oneserver.acl import (
     TYPES,
     USE,
 )
-from oneserver.errors import INTERNAL, OneError
 
 ALL_RESOURCES = -10
 DEFAULT_ID = 0  # the default VDC: every new group joins it

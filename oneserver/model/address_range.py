@@ -18,7 +18,7 @@ import secrets
 from typing import Any
 
 from oneserver import numeric
-from oneserver.acl import TYPES
+from oneserver.model.acl import TYPES
 
 AR = dict[str, Any]
 Vector = dict[str, str]

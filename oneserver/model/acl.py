@@ -33,7 +33,7 @@ LOCAL_ZONE = 0  # this server's zone: a standalone oned's is zone 0
 
 # oned's bootstrap rules (AclManager): users may create their own resources and use zones and
 # marketplaces, in every zone. The rules that let group users deploy (HOST MANAGE, NET and
-# DATASTORE USE in zone #0) are not among them: the default VDC gives them (oneserver.vdcs).
+# DATASTORE USE in zone #0) are not among them: the default VDC gives them (oneserver.model.vdcs).
 DEFAULT_RULES = [
     (GROUP | 1,
      ALL | TYPES["VM"] | TYPES["IMAGE"] | TYPES["TEMPLATE"] | TYPES["DOCUMENT"]

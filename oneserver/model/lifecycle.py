@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from oneserver import leases
-from oneserver.capacity import add_capacity, del_capacity
 from oneserver.errors import action_error
-from oneserver.history import (
+from oneserver.model import leases
+from oneserver.model.capacity import add_capacity, del_capacity
+from oneserver.model.history import (
     close_history,
     last_history,
     new_history,
@@ -19,8 +19,8 @@ from oneserver.history import (
     record_action,
     reopen_on_same_host,
 )
+from oneserver.model.vmstate import FAILURE_STATES, Lcm, VmState, state_name
 from oneserver.template import Template
-from oneserver.vmstate import FAILURE_STATES, Lcm, VmState, state_name
 
 Doc = dict[str, Any]
 

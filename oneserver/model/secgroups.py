@@ -9,7 +9,8 @@ import ipaddress
 import re
 from typing import Any
 
-from oneserver import address_range, numeric, store
+from oneserver import numeric, store
+from oneserver.model import address_range
 from oneserver.template import Template
 
 Doc = dict[str, Any]

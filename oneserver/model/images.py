@@ -14,8 +14,8 @@ from typing import Any
 
 from oneserver import numeric, settings, store
 from oneserver.errors import ACTION, OneError
+from oneserver.model.vmstate import VmState
 from oneserver.template import Template
-from oneserver.vmstate import VmState
 
 Doc = dict[str, Any]
 

@@ -4,9 +4,10 @@ by its four values; a deleted group or zone takes the rules that name it."""
 
 from __future__ import annotations
 
-from oneserver import aclrule, db
-from oneserver.acl import CLUSTER, GROUP, ID_MASK, INDIVIDUAL
+from oneserver import db
 from oneserver.errors import INTERNAL, OneError
+from oneserver.model import aclrule
+from oneserver.model.acl import CLUSTER, GROUP, ID_MASK, INDIVIDUAL
 
 
 def _exists(user: int, resource: int, rights: int, zone: int) -> bool:
