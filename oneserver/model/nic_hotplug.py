@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from oneserver.errors import ACTION, OneError
-from oneserver.model import address_range, leases, lifecycle, secgroups
+from oneserver.model import address_range, leases, secgroups
 from oneserver.model.history import close_history, last_history, now, record_action
 from oneserver.model.lifecycle import Op, clear_error, is_, set_error, set_state
 from oneserver.model.vmstate import Lcm, VmState
@@ -17,12 +17,6 @@ from oneserver.template import Template
 
 Doc = dict[str, Any]
 Vector = dict[str, str]
-
-# Where HOTPLUG_NIC ends in lifecycle's tables, as HOTPLUG_RESIZE does: back to RUNNING either
-# way. The executor's step writes its own outcome (done/failed below); these are for a VM a
-# crash or an unexpected error left in HOTPLUG_NIC (the core's failure path, recover).
-lifecycle.SETTLED_OK[Lcm.HOTPLUG_NIC] = (VmState.ACTIVE, Lcm.RUNNING, False)
-lifecycle.FAILED[Lcm.HOTPLUG_NIC] = (VmState.ACTIVE, Lcm.RUNNING)
 
 
 def running(vm: Doc) -> bool:
