@@ -117,17 +117,21 @@ def start_server(tmp: Path, backend: str, extra: list[str] | None = None,
          "--db", db_url, "--workers", "2", *(extra or [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/RPC2"
-    server = Server(url, db_url, data, backend, proc)
-    deadline = time.time() + 30
+    return answering(Server(url, db_url, data, backend, proc), tmp / "server.log")
+
+
+def answering(server: Server, log: Path, timeout: float = 30) -> Server:
+    """``server`` once it answers; RuntimeError with its log if it exits or stays silent."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(tmp / 'server.log').read_text()}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             if server.call("one.system.version")[0]:
                 return server
         time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError(f"server did not answer: {(tmp / 'server.log').read_text()}")
+    server.proc.terminate()
+    raise RuntimeError(f"server did not answer: {log.read_text()}")
 
 
 def stop_server(server: Server) -> None:

@@ -58,27 +58,25 @@ def _group(ctx: Context, sg_id: int, check: bool) -> dict[str, Any] | None:
     return sg
 
 
-@api("one.vm.attachsg", "iii")
-def vm_attachsg(ctx: Context, oid: int, nic_id: int, sg_id: int) -> int:
+def _change_sg(ctx: Context, oid: int, nic_id: int, sg_id: int, attach: bool) -> int:
+    """Attach (USE checked) or detach a security group on one NIC of the VM."""
     with c.changing(ctx, "vm", oid) as vm:
-        sg = _group(ctx, sg_id, check=True)
-        ops = nic_hotplug.attach_sg(vm, nic_id, sg, sg_id)
+        sg = _group(ctx, sg_id, check=attach)
+        change = nic_hotplug.attach_sg if attach else nic_hotplug.detach_sg
+        ops = change(vm, nic_id, sg, sg_id)
         if sg is not None:
             store.save("secgroup", sg)
         operations.enqueue(vm, ops)
     if ops:
         wakeup.notify()
     return oid
+
+
+@api("one.vm.attachsg", "iii")
+def vm_attachsg(ctx: Context, oid: int, nic_id: int, sg_id: int) -> int:
+    return _change_sg(ctx, oid, nic_id, sg_id, attach=True)
 
 
 @api("one.vm.detachsg", "iii")
 def vm_detachsg(ctx: Context, oid: int, nic_id: int, sg_id: int) -> int:
-    with c.changing(ctx, "vm", oid) as vm:
-        sg = _group(ctx, sg_id, check=False)
-        ops = nic_hotplug.detach_sg(vm, nic_id, sg, sg_id)
-        if sg is not None:
-            store.save("secgroup", sg)
-        operations.enqueue(vm, ops)
-    if ops:
-        wakeup.notify()
-    return oid
+    return _change_sg(ctx, oid, nic_id, sg_id, attach=False)

@@ -12,9 +12,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
-import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from xml.sax.saxutils import unescape
@@ -24,7 +22,7 @@ import pytest
 from playhouse.db_url import connect
 
 from oneserver import db, migrations, wsgi
-from tests.conftest import PG_ENV, ROOT, Server, free_port, stop_server
+from tests.conftest import PG_ENV, ROOT, Server, answering, free_port, stop_server
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "schema"
 RELEASES = sorted({p.name.split("-")[0] for p in FIXTURES.glob("*.sql")})
@@ -107,16 +105,7 @@ def serve(tmp: Path, url: str, backend: str) -> Server:
          str(tmp / "data"), "--db", url, "--workers", "2"],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(f"http://127.0.0.1:{port}/RPC2", url, tmp / "data", backend, proc)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(tmp / 'server.log').read_text()}")
-        with contextlib.suppress(OSError, xmlrpc.client.Error):
-            if server.call("one.system.version")[0]:
-                return server
-        time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError(f"server did not answer: {(tmp / 'server.log').read_text()}")
+    return answering(server, tmp / "server.log", timeout=60)
 
 
 def stop(server: Server) -> None:
