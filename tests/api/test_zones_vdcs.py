@@ -168,26 +168,37 @@ def test_standalone_zone_refusals_change_nothing(server: Server) -> None:
 
 
 def test_zone_servers_update_and_raft_status(server: Server) -> None:
+    pool = re.search(r"<SERVER_POOL>.*</SERVER_POOL>", ok(server, "one.zone.info", 0, False))
+    for sid in re.findall(r"<ID><!\[CDATA\[(\d+)\]\]></ID>", pool.group(0) if pool else ""):
+        ok(server, "one.zone.delserver", 0, int(sid))  # what other tests of this server added
+    endpoint = re.search(r"<ENDPOINT><!\[CDATA\[(.*?)\]\]>",
+                         ok(server, "one.zone.info", 0, False)).group(1)
+    ok(server, "one.zone.update", 0, f'ENDPOINT="{endpoint}"', 0)  # and their attributes
     before = ok(server, "one.zone.info", 0, False)
     raft = ok(server, "one.zone.raftstatus")
     ok(server, "one.zone.addserver", 0, 'SERVER=[NAME="s1",ENDPOINT="http://s1:2633/RPC2"]')
     ok(server, "one.zone.addserver", 0, 'SERVER=[NAME="s2",ENDPOINT_GRPC="s2:2634",ID="7"]')
     body = ok(server, "one.zone.info", 0, False)
-    assert ("<SERVER_POOL><SERVER><ENDPOINT><![CDATA[http://s1:2633/RPC2]]></ENDPOINT>"
-            "<ID><![CDATA[0]]></ID><NAME><![CDATA[s1]]></NAME></SERVER><SERVER>"
-            "<ENDPOINT_GRPC><![CDATA[s2:2634]]></ENDPOINT_GRPC><ID><![CDATA[1]]></ID>"
-            "<NAME><![CDATA[s2]]></NAME></SERVER></SERVER_POOL>") in body
+    # Ids are the zone's next ones (other tests of this server may have added servers), in
+    # the order given; an ID in the template is not kept.
+    found = re.search(
+        r"<SERVER><ENDPOINT><!\[CDATA\[http://s1:2633/RPC2\]\]></ENDPOINT>"
+        r"<ID><!\[CDATA\[(\d+)\]\]></ID><NAME><!\[CDATA\[s1\]\]></NAME></SERVER><SERVER>"
+        r"<ENDPOINT_GRPC><!\[CDATA\[s2:2634\]\]></ENDPOINT_GRPC><ID><!\[CDATA\[(\d+)\]\]></ID>"
+        r"<NAME><!\[CDATA\[s2\]\]></NAME></SERVER></SERVER_POOL>", body)
+    assert found, body
+    s1, s2 = int(found.group(1)), int(found.group(2))
+    assert s2 == s1 + 1
     valid(body)
     # A standalone server stays solo: oned's Raft takes servers only as a leader.
     assert ok(server, "one.zone.raftstatus") == raft
-    ok(server, "one.zone.resetserver", 0, 1)
-    ok(server, "one.zone.delserver", 0, 0)
-    ok(server, "one.zone.delserver", 0, 1)
+    ok(server, "one.zone.resetserver", 0, s2)
+    ok(server, "one.zone.delserver", 0, s1)
+    ok(server, "one.zone.delserver", 0, s2)
     # SERVER in the template is never kept, nor an empty ENDPOINT.
     ok(server, "one.zone.update", 0, 'SERVER=[NAME="x"]\nENDPOINT=""\nLABEL="z"', 1)
     body = ok(server, "one.zone.info", 0, False)
     assert "<ENDPOINT><![CDATA[-]]></ENDPOINT>" in body and "<SERVER>" not in body
-    endpoint = re.search(r"<ENDPOINT><!\[CDATA\[(.*?)\]\]>", before).group(1)
     ok(server, "one.zone.update", 0, f'ENDPOINT="{endpoint}"', 0)
     ok(server, "one.zone.rename", 0, "Renamed")
     ok(server, "one.zone.rename", 0, "OpenNebula")
