@@ -85,3 +85,14 @@ def domain(conn: Any, vid: int) -> Any:
         return conn.lookupByName(f"one-{vid}")
     except libvirt.libvirtError:
         return None
+
+
+def destroy_leftovers(conn: Any, prefix: str) -> None:
+    """Destroy the domains whose name starts with ``prefix``: what a failed test left."""
+    import libvirt
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith(prefix):
+            try:
+                dom.destroy()
+            except libvirt.libvirtError:
+                pass

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxc_specs import destroy_leftovers
 from netns_helpers import in_container, in_netns, init_pid, libvirtd_netns
 
 from drivers.lxc import LxcVMM
@@ -89,13 +90,7 @@ def net(libvirtd: str, rootfs: tuple[Path, Path],
              "fw-tidy": FirewallVN({**options, "keep_empty_bridge": "no"})},
             netns, rootfs[1])
     yield n
-    conn = n.vmm.pool.get(HOST)
-    for dom in conn.listAllDomains(0):  # whatever a failed test left behind
-        if dom.name().startswith(f"one-{BASE_ID // 1000}"):
-            try:
-                dom.destroy()
-            except libvirt.libvirtError:
-                pass
+    destroy_leftovers(n.vmm.pool.get(HOST), f"one-{BASE_ID // 1000}")
     for table in n.sh("nft", "list", "tables", "bridge").stdout.split("\n"):
         if f"one-{BASE_ID // 1000}" in table:
             n.sh("nft", "delete", "table", "bridge", table.split()[-1])

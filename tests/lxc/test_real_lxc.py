@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxc_specs import destroy_leftovers
 
 from drivers.lxc import LxcIM, LxcVMM
 from drivers.ssh import SshTM
@@ -56,13 +57,7 @@ def env(libvirtd: str, rootfs: tuple[Path, Path],
             LxcIM({"datastore_dir": str(ds), "cpu_sample_seconds": 0.1}),
             SshTM({"datastore_dir": str(ds)}), rootfs[1])
     yield e
-    conn = e.vmm.pool.get(HOST)
-    for dom in conn.listAllDomains(0):  # whatever a failed test left behind
-        if dom.name().startswith(f"one-{BASE_ID // 1000}"):
-            try:
-                dom.destroy()
-            except libvirt.libvirtError:
-                pass
+    destroy_leftovers(e.vmm.pool.get(HOST), f"one-{BASE_ID // 1000}")
     e.vmm.close()
     e.im.close()
 
