@@ -248,8 +248,7 @@ VALID_ACTIONS = frozenset({
     "terminate", "terminate-hard", "undeploy", "undeploy-hard", "poweroff", "poweroff-hard",
     "reboot", "reboot-hard", "hold", "release", "stop", "suspend", "resume", "resched",
     "unresched",
-})
-ADMIN_ACTIONS = frozenset({"resched", "unresched"})
+})  # the right each one needs: oneserver.api.authz.VM_ACTIONS
 
 
 # ----------------------------------------------------------------------------- outcomes

@@ -446,3 +446,8 @@ def test_fault_for_an_unknown_method_even_unauthenticated(world: World) -> None:
     proxy = xmlrpc.client.ServerProxy(world.server.url)
     with pytest.raises(xmlrpc.client.Fault):
         proxy.one.host.nosuchmethod("nobody:x")
+
+
+def test_every_vm_action_has_its_right() -> None:
+    from oneserver.model import lifecycle
+    assert set(authz.VM_ACTIONS) == lifecycle.VALID_ACTIONS
