@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from oneserver import api, db, store
-from oneserver.model import lifecycle
+from oneserver.model import lifecycle, nic_hotplug
 from oneserver.model.images import ImageState
 from oneserver.model.vmstate import Lcm, VmState
+from oneserver.template import Template
 from tests.api.test_crash import children, role
 from tests.conftest import Server, backends, start_server, stop_server, wait_for
 
@@ -59,6 +60,20 @@ def resize(vm: Doc, host: Doc, dst: Doc | None) -> Ops:
     return [lifecycle.Op("resize", host["id"])]
 
 
+NETWORK: dict[str, int] = {}  # the network NIC points use, made by build_world
+
+
+def nic_attach(vm: Doc, host: Doc, dst: Doc | None) -> Ops:
+    """``one.vm.attachnic`` on a running VM (its lease taken now, HOTPLUG_NIC)."""
+    nic = Template([("NIC", {"NETWORK_ID": str(NETWORK["id"])})])
+    return nic_hotplug.attach(vm, nic, lambda kind, obj: None, 0, 0)
+
+
+def nic_detach(vm: Doc, host: Doc, dst: Doc | None) -> Ops:
+    """``one.vm.detachnic`` of the VM's first NIC on a running VM (HOTPLUG_NIC)."""
+    return nic_hotplug.detach(vm, 0, 0, 0)
+
+
 def recover(code: int) -> Callable[[Doc, Doc, Doc | None], Ops]:
     return lambda vm, host, dst: lifecycle.recover(vm, host, code, 0, 0)
 
@@ -88,9 +103,13 @@ class Point:
     superseded: bool = False  # the crashed operation must end without touching the VM
     two_hosts: bool = False  # migrations: the VM moves to a second host
     records: int | None = None  # HISTORY records at the end, when it tells a rerun apart
+    nics: int | None = None  # NICs the VM is made with (on NETWORK), and has once settled
 
 
 POINTS = [
+    # NIC hotplug: HOTPLUG_NIC → RUNNING, the NIC (and its lease) kept or given back
+    Point("nic-attach-claimed", "running", nic_attach, 0, (S.ACTIVE, L.RUNNING), nics=1),
+    Point("nic-detach-claimed", "running", nic_detach, 0, (S.ACTIVE, L.RUNNING), nics=0),
     # deploy: PROLOG → BOOT → RUNNING
     Point("deploy-queued", "hold", deploy, 0, (S.ACTIVE, L.RUNNING), status="queued"),
     Point("deploy-claimed", "hold", deploy, 0, (S.ACTIVE, L.RUNNING)),
@@ -320,12 +339,15 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def build_world(server: Server, tmp: Path) -> World:
     one = server.pyone()
     cases: dict[str, Case] = {}
+    NETWORK["id"] = one.vn.allocate('NAME="cp-net"\nVN_MAD="dummy"\nBRIDGE="cpbr"\n'
+                                    'AR=[TYPE="IP4",IP="10.213.9.10",SIZE="10"]', -1)
     for p in POINTS:
         hid = one.host.allocate(f"cp-{p.name}", "dummy", "dummy", -1)
         dst = one.host.allocate(f"cp-{p.name}-dst", "dummy", "dummy", -1) if p.two_hosts \
             else None
+        nics = f'NIC=[NETWORK_ID="{NETWORK["id"]}"]\n' if p.name == "nic-detach-claimed" else ""
         vm = one.vm.allocate(f'NAME="cp-{p.name}"\nCPU={CPU}\nMEMORY={MEMORY}\n'
-                             f'SCHED_REQUIREMENTS="ID = {hid}"\n', p.base == "hold")
+                             f'SCHED_REQUIREMENTS="ID = {hid}"\n{nics}', p.base == "hold")
         cases[p.name] = Case(p, vm, hid, dst)
     for case in cases.values():
         for hid in (case.host, case.dst):
@@ -396,6 +418,11 @@ def test_crash_point_settles(world: World, point: Point) -> None:
     for hid in (case.host, case.dst):
         if hid is not None:
             assert_capacity(one, hid)
+    if point.nics is not None:
+        nics = [n for n in Template.from_json(store.load("vm", case.vm)["template"])
+                .vectors("NIC")]
+        assert len(nics) == point.nics, nics
+        assert not any("ATTACH" in n or "DETACH" in n for n in nics), nics
 
 
 def assert_capacity(one: Any, hid: int) -> None:
