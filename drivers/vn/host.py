@@ -17,6 +17,9 @@ from oneserver.driver_contract import DriverError, HostRef, HostUnreachable
 
 TIMEOUT = 60.0
 SSH_FAILED = 255  # ssh's own exit status: the host was not reached
+# nft, bridge and sysctl live in sbin, which a service's or a non-login ssh shell's PATH may
+# lack (and a user's PATH on Debian does).
+PROLOGUE = 'set -e\nPATH="$PATH:/usr/sbin:/sbin"\n'
 
 
 class HostShell:
@@ -36,7 +39,7 @@ class HostShell:
         """Run ``script`` with ``sh`` on ``host`` (``stdin`` as its input); its stdout.
         DriverError with ``what`` and the command's stderr when it fails;
         HostUnreachable when ssh could not reach the host."""
-        target, argv = self.argv(host, "set -e\n" + script)
+        target, argv = self.argv(host, PROLOGUE + script)
         try:
             res = subprocess.run(argv, input=stdin.encode(), capture_output=True,
                                  timeout=self.timeout, check=False)

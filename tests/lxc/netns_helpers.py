@@ -30,8 +30,10 @@ def libvirtd_netns() -> str:
 
 
 def in_netns(netns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    # nft and bridge live in sbin, which the caller's PATH may lack.
+    env = dict(os.environ, PATH=os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin")
     return subprocess.run(["nsenter", f"--net={netns}", *argv], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False, env=env)
 
 
 def init_pid(dom: object) -> int:
